@@ -1,0 +1,70 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+
+from server import auth, cli, errors, i18n, scheduler
+from server.config import Config, finish_config
+from server.extensions import csrf, db, limiter, migrate
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: defaults from `Config`, then `config` (tests), then the instance folder."""
+    instance = (config or {}).get("INSTANCE_PATH") or os.environ.get("CUNPING_INSTANCE")
+    app = Flask(
+        "server",
+        instance_path=os.path.abspath(instance) if instance else None,
+        instance_relative_config=True,
+    )
+    app.config.from_object(Config)
+    if config:
+        app.config.update(config)
+    finish_config(app.config, app.instance_path)
+
+    db.init_app(app)
+    migrate.init_app(
+        app,
+        db,
+        directory=os.path.join(os.path.dirname(__file__), "migrations"),
+        render_as_batch=True,
+    )
+    csrf.init_app(app)
+    limiter.init_app(app)
+    i18n.init_app(app)
+    auth.init_app(app)
+    errors.init_app(app)
+    cli.init_app(app)
+    scheduler.init_app(app)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        with app.app_context():
+            _sqlite_pragmas()
+
+    from admin import bp as admin_bp
+    from server.api import bp as api_bp
+    from server.public import bp as public_bp
+
+    app.register_blueprint(public_bp)
+    app.register_blueprint(admin_bp, url_prefix="/admin")
+    app.register_blueprint(api_bp, url_prefix="/api/v1")
+    csrf.exempt(api_bp)  # the API authenticates every call with a token, not a cookie
+    return app
+
+
+def _sqlite_pragmas() -> None:
+    """WAL lets the screens' readers and the editors' writes overlap; wait instead of failing."""
+    from sqlalchemy import event
+
+    engine = db.engine
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=5000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()

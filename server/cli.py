@@ -1,0 +1,125 @@
+"""The `cunping` command: serve, demo, create-admin, tick, and `db` (Flask-Migrate)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(serve)
+    app.cli.add_command(demo)
+    app.cli.add_command(create_admin)
+
+
+def _upgrade() -> None:
+    from flask_migrate import upgrade
+
+    upgrade()
+
+
+@click.command("serve")
+@click.option("--host", default=lambda: os.environ.get("CUNPING_HOST", "127.0.0.1"))
+@click.option("--port", default=lambda: int(os.environ.get("CUNPING_PORT", "5000")), type=int)
+@click.option("--no-migrate", is_flag=True, help="Do not upgrade the database first.")
+@with_appcontext
+def serve(host: str, port: int, no_migrate: bool) -> None:
+    """Run the server (gevent) with the scheduler. For production see deploy/."""
+    from gevent.pywsgi import WSGIServer
+
+    from server import scheduler
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not no_migrate:
+        _upgrade()
+    scheduler.start(app)
+    click.echo(f"Cunping is serving on http://{host}:{port}/  (admin: http://{host}:{port}/admin/)")
+    WSGIServer((host, port), app, log=None).serve_forever()
+
+
+@click.command("demo")
+@click.option("--serve", "then_serve", is_flag=True, help="Start the server afterwards.")
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=5000, type=int)
+@click.pass_context
+@with_appcontext
+def demo(ctx: click.Context, then_serve: bool, host: str, port: int) -> None:
+    """Create the database and fill it with a demo county (once); print the logins."""
+    from server import demo as demo_data
+
+    _upgrade()
+    created = demo_data.load()
+    base = f"http://{host}:{port}"
+    click.echo("Demo county ready." if created else "Demo data already present.")
+    click.echo(f"\n  Admin:  {base}/admin/   (every password: {demo_data.PASSWORD})")
+    for username, description in demo_data.LOGINS:
+        click.echo(f"    {username:<16} {description}")
+    codes = demo_data.sample_codes()
+    if codes:
+        click.echo(f"\n  A notice as residents see it: {base}/n/{codes[0]}")
+    if then_serve:
+        ctx.invoke(serve, host=host, port=port, no_migrate=True)
+
+
+@click.command("create-admin")
+@click.argument("username")
+@click.option("--region", "region_code", help="Code of an existing root region.")
+@click.option("--county-code", help="Create the root region with this code (first setup).")
+@click.option("--county-name", help="…and this name, e.g. 河东区.")
+@click.option("--password", envvar="CUNPING_ADMIN_PASSWORD", help="Or set CUNPING_ADMIN_PASSWORD.")
+@with_appcontext
+def create_admin(
+    username: str,
+    region_code: str | None,
+    county_code: str | None,
+    county_name: str | None,
+    password: str | None,
+) -> None:
+    """Create a system administrator (and, on first setup, the county region)."""
+    from server.models import Role
+    from server.services import regions, users
+    from server.services.errors import ServiceError
+
+    try:
+        if county_code:
+            region = regions.create(None, county_code, county_name or county_code)
+        elif region_code:
+            region = regions.get(region_code)
+        else:
+            roots = regions.roots()
+            if len(roots) != 1:
+                raise click.UsageError("Give --region CODE, or --county-code and --county-name.")
+            region = roots[0]
+        if region.parent_id is not None:
+            raise click.UsageError("A system administrator is granted on a root region.")
+        if not password:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        user = users.create(
+            None, username, password, display_name=username, grants=[(Role.ADMIN, region)]
+        )
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"Created administrator {user.username} for {region.name} ({region.code}).")
+
+
+def _make_app() -> Flask:
+    from server import create_app
+
+    return create_app()
+
+
+cli = FlaskGroup(
+    create_app=_make_app,
+    add_default_commands=False,
+    add_version_option=False,
+    load_dotenv=False,
+    help="村屏 Cunping: one screen, one code.",
+)
+
+
+def main() -> None:
+    cli.main(args=sys.argv[1:], prog_name="cunping")

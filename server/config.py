@@ -1,0 +1,93 @@
+"""Configuration read from the environment (12-factor), with safe defaults for development.
+
+Secrets never have a default: in development a random key is generated once and kept in the
+instance folder; in production (CUNPING_ENV=production) a missing SECRET_KEY stops the server.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, ClassVar
+
+MB = 1024 * 1024
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+class Config:
+    """Settings for every environment; each may be overridden by an environment variable."""
+
+    ENV = os.environ.get("CUNPING_ENV", "development")
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", "")
+    SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict[str, Any]] = {"pool_pre_ping": True}
+    # The public base URL printed in QR codes. Keep it short: every character can raise the QR
+    # version and shrink its modules (see docs/architecture.md).
+    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://localhost:5000")
+    COUNTY_NAME = os.environ.get("COUNTY_NAME", "")
+    # The county's own app: shown on the residents' page as "open in the app" and a download.
+    APP_NAME = os.environ.get("APP_NAME", "")
+    APP_DEEPLINK_TEMPLATE = os.environ.get(
+        "APP_DEEPLINK_TEMPLATE", ""
+    )  # e.g. hedong://notice/{code}
+    APP_DOWNLOAD_URL = os.environ.get("APP_DOWNLOAD_URL", "")
+
+    BABEL_DEFAULT_LOCALE = "zh"
+    BABEL_DEFAULT_TIMEZONE = os.environ.get("CUNPING_TIMEZONE", "Asia/Shanghai")
+    LANGUAGES = ("zh", "en")
+
+    MAX_CONTENT_LENGTH = _env_int("CUNPING_MAX_REQUEST_MB", 12) * MB
+    MAX_IMAGE_BYTES = _env_int("CUNPING_MAX_IMAGE_MB", 5) * MB
+    MAX_IMAGE_PIXELS = 40_000_000
+    MAX_IMAGES_PER_NOTICE = 9
+
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_HEADERS_ENABLED = True
+    LOGIN_RATE_LIMIT = os.environ.get("CUNPING_LOGIN_RATE_LIMIT", "10 per 5 minutes")
+    FEEDBACK_RATE_LIMIT = os.environ.get("CUNPING_FEEDBACK_RATE_LIMIT", "5 per hour")
+
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = os.environ.get("CUNPING_SECURE_COOKIES", "") == "1"
+    WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session: editors write slowly.
+
+    SECRET_KEY = os.environ.get("SECRET_KEY", "")
+
+
+def finish_config(config: dict[str, Any], instance_path: str) -> None:
+    """Fill what depends on the instance folder: the database path and the secret key."""
+    Path(instance_path).mkdir(parents=True, exist_ok=True)
+    if not config.get("SQLALCHEMY_DATABASE_URI"):
+        config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(Path(instance_path) / "cunping.db")
+    uri = config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("postgres://"):  # Heroku-style URLs
+        uri = "postgresql://" + uri[len("postgres://") :]
+    if uri.startswith("postgresql://"):
+        uri = "postgresql+psycopg://" + uri[len("postgresql://") :]
+    config["SQLALCHEMY_DATABASE_URI"] = uri
+    if not config.get("UPLOAD_FOLDER"):
+        config["UPLOAD_FOLDER"] = str(Path(instance_path) / "uploads")
+    Path(config["UPLOAD_FOLDER"]).mkdir(parents=True, exist_ok=True)
+    if not config.get("SECRET_KEY"):
+        if config.get("ENV") == "production":
+            raise RuntimeError(
+                "SECRET_KEY is not set. In production Cunping refuses to start without one: "
+                "set SECRET_KEY to a long random value (python -c 'import secrets; "
+                "print(secrets.token_hex(32))')."
+            )
+        config["SECRET_KEY"] = _instance_secret(Path(instance_path) / "secret_key")
+
+
+def _instance_secret(path: Path) -> str:
+    """A random key generated once per instance folder, readable only by its owner."""
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key

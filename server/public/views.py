@@ -1,0 +1,2 @@
+"""Residents pages."""
+from server.public import bp  # noqa: F401

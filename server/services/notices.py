@@ -1,0 +1,705 @@
+"""The notice workflow: draft → submitted → approved → (scheduled →) published → expired or
+withdrawn; a rejection sends a revision back to draft with a reason.
+
+Editing a published notice makes a new revision that goes through review again while the live
+revision stays on screens; publishing it replaces the live one.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from flask import current_app
+from flask_babel import gettext as _
+from sqlalchemy import Select, or_, select
+from sqlalchemy import update as sql_update
+
+from server import signals
+from server.extensions import db
+from server.models import (
+    Category,
+    Image,
+    Notice,
+    NoticeStatus,
+    Region,
+    Revision,
+    RevisionState,
+    Role,
+    User,
+)
+from server.models.base import utcnow
+from server.models.notices import RevisionImage, revision_targets
+from server.services import audit, permissions
+from server.services.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from server.services.markup import clean_text
+
+TITLE_MAX = 200
+BODY_MAX = 20_000
+DURATION_MIN, DURATION_MAX = 5, 600
+REASON_MAX = 500
+# No 0/O/1/I/l: codes are read off screens and typed by people.
+CODE_ALPHABET = "23456789abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
+CODE_LENGTH = 6
+
+
+@dataclass
+class NoticeInput:
+    """What an editor (form) or a county CMS (API) sends to create or change a notice."""
+
+    title: str = ""
+    body: str = ""
+    category: str | int | None = None  # key or id
+    targets: Sequence[str | int] = field(default_factory=list)  # region codes or ids
+    publish_at: datetime | None = None  # naive UTC; None: as soon as it is published
+    expire_at: datetime | None = None  # naive UTC; None: never
+    duration_s: int = 20
+    pinned: bool = False
+    image_ids: Sequence[int] = field(default_factory=list)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def get_by_id(notice_id: int) -> Notice:
+    notice = db.session.get(Notice, notice_id)
+    if notice is None:
+        raise NotFound(_("No notice with id %(id)s.", id=notice_id))
+    return notice
+
+
+def get_by_code(code: str) -> Notice | None:
+    return db.session.scalar(select(Notice).where(Notice.code == code))
+
+
+def visible_query(user: User) -> Select[tuple[Notice]]:
+    """Notices `user` may see in the admin: any target inside one of their subtrees, or a
+    target above their region (county-wide notices are visible to town editors)."""
+    roots = [g.region for g in user.grants]
+    if not roots:
+        return select(Notice).where(False)
+    conds = []
+    for root in roots:
+        conds.append(Region.path.startswith(root.path))
+        ancestor_ids = [int(x) for x in root.path.strip("/").split("/") if x]
+        conds.append(Region.id.in_(ancestor_ids))
+    current_rev = db.func.coalesce(Notice.pending_revision_id, Notice.live_revision_id)
+    matching = (
+        select(revision_targets.c.revision_id)
+        .join(Region, Region.id == revision_targets.c.region_id)
+        .where(or_(*conds))
+    )
+    return select(Notice).where(
+        or_(
+            current_rev.in_(matching),
+            Notice.live_revision_id.in_(matching),
+            Notice.created_by_id == user.id,
+        )
+    )
+
+
+def list_notices(
+    user: User,
+    *,
+    status: str | None = None,
+    category: str | None = None,
+    region: Region | None = None,
+    q: str | None = None,
+    page: int = 1,
+    per_page: int = 30,
+) -> tuple[list[Notice], int]:
+    """A page of notices visible to `user`, newest change first, and the total count."""
+    stmt = visible_query(user)
+    current_rev = db.func.coalesce(Notice.pending_revision_id, Notice.live_revision_id)
+    if status:
+        if status == "pending_review":
+            stmt = stmt.join(Revision, Revision.id == Notice.pending_revision_id).where(
+                Revision.state == RevisionState.SUBMITTED
+            )
+        else:
+            stmt = stmt.where(Notice.status == status)
+    if category or q:
+        stmt = stmt.join(Revision, Revision.id == current_rev, isouter=False).join(Category)
+        if category:
+            stmt = stmt.where(Category.key == category)
+        if q:
+            like = f"%{q.strip()}%"
+            stmt = stmt.where(or_(Revision.title.ilike(like), Notice.code == q.strip()))
+    if region is not None:
+        in_region = (
+            select(revision_targets.c.revision_id)
+            .join(Region, Region.id == revision_targets.c.region_id)
+            .where(Region.path.startswith(region.path))
+        )
+        stmt = stmt.where(current_rev.in_(in_region))
+    total = db.session.scalar(select(db.func.count()).select_from(stmt.subquery())) or 0
+    rows = db.session.scalars(
+        stmt.order_by(Notice.updated_at.desc(), Notice.id.desc())
+        .limit(per_page)
+        .offset((max(page, 1) - 1) * per_page)
+    ).all()
+    return list(rows), total
+
+
+def review_queue(user: User) -> list[Notice]:
+    """Submitted revisions that `user` may approve (not their own submissions)."""
+    stmt = (
+        visible_query(user)
+        .join(Revision, Revision.id == Notice.pending_revision_id)
+        .where(Revision.state == RevisionState.SUBMITTED)
+        .order_by(Revision.submitted_at)
+    )
+    return [n for n in db.session.scalars(stmt) if can(user, "approve", n)]
+
+
+def can(user: User, action: str, notice: Notice) -> bool:
+    """Whether `user` may do `action` to `notice` now, by role and region (not by state)."""
+    rev = notice.current
+    if action in ("edit", "submit", "answer"):
+        return permissions.covers(user, Role.EDITOR, rev.targets)
+    if action in ("approve", "reject"):
+        return permissions.covers(user, Role.REVIEWER, rev.targets) and (
+            rev.submitted_by_id != user.id
+        )
+    if action in ("publish", "withdraw"):
+        targets = rev.targets if action == "publish" else (notice.live_revision or rev).targets
+        return permissions.covers(user, Role.EDITOR, targets) or permissions.covers(
+            user, Role.REVIEWER, targets
+        )
+    if action == "view":
+        return permissions.sees(user, rev.targets) or notice.created_by_id == user.id
+    raise ValueError(action)
+
+
+# --- validation ----------------------------------------------------------------------------
+
+
+def _resolve_category(value: str | int | None) -> Category | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        cat = db.session.get(Category, int(value))
+    else:
+        cat = db.session.scalar(select(Category).where(Category.key == value))
+    return cat if cat is not None and cat.active else None
+
+
+def _resolve_regions(values: Sequence[str | int]) -> tuple[list[Region], list[str]]:
+    found: list[Region] = []
+    missing: list[str] = []
+    for value in values:
+        if isinstance(value, int) or (
+            isinstance(value, str) and value.isdigit() and len(value) < 9
+        ):
+            region = db.session.get(Region, int(value))
+            if region is None:  # a short numeric code rather than an id
+                region = db.session.scalar(select(Region).where(Region.code == str(value)))
+        else:
+            region = db.session.scalar(select(Region).where(Region.code == str(value)))
+        if region is None:
+            missing.append(str(value))
+        elif region not in found:
+            found.append(region)
+    return found, missing
+
+
+def validate(actor: User, data: NoticeInput) -> tuple[Category, list[Region], list[Image]]:
+    """Check everything at once and raise one ValidationError naming each bad field."""
+    errors: dict[str, str] = {}
+    title = clean_text(data.title or "").strip()
+    body = clean_text(data.body or "").strip()
+    if not title:
+        errors["title"] = _("A title is required.")
+    elif len(title) > TITLE_MAX:
+        errors["title"] = _(
+            "The title is %(n)s characters; at most %(max)s.", n=len(title), max=TITLE_MAX
+        )
+    elif "\n" in title:
+        errors["title"] = _("The title must be one line.")
+    if not body:
+        errors["body"] = _("The body is required.")
+    elif len(body) > BODY_MAX:
+        errors["body"] = _(
+            "The body is %(n)s characters; at most %(max)s.", n=len(body), max=BODY_MAX
+        )
+    category = _resolve_category(data.category)
+    if category is None:
+        errors["category"] = _("Choose a category.")
+    regions, missing = _resolve_regions(list(data.targets or []))
+    if missing:
+        errors["targets"] = _("Unknown region: %(codes)s.", codes=", ".join(missing))
+    elif not regions:
+        errors["targets"] = _("Choose at least one region to publish to.")
+    elif not permissions.covers(actor, Role.EDITOR, regions):
+        outside = [r.name for r in regions if not permissions.covers(actor, Role.EDITOR, [r])]
+        errors["targets"] = _(
+            "Outside the regions you may publish to: %(names)s.", names="、".join(outside)
+        )
+    if data.publish_at and data.expire_at and data.expire_at <= data.publish_at:
+        errors["expire_at"] = _("The expiry must be after the publication time.")
+    elif data.expire_at and not data.publish_at and data.expire_at <= utcnow():
+        errors["expire_at"] = _("The expiry must be in the future.")
+    try:
+        duration = int(data.duration_s)
+    except (TypeError, ValueError):
+        duration = -1
+    if not DURATION_MIN <= duration <= DURATION_MAX:
+        errors["duration_s"] = _(
+            "Display time must be %(min)s to %(max)s seconds.", min=DURATION_MIN, max=DURATION_MAX
+        )
+    images: list[Image] = []
+    max_images = current_app.config["MAX_IMAGES_PER_NOTICE"]
+    for image_id in list(data.image_ids or []):
+        image = db.session.get(Image, int(image_id))
+        if image is None:
+            errors["images"] = _("Unknown image %(id)s.", id=image_id)
+        elif image not in images:
+            images.append(image)
+    if len(images) > max_images:
+        errors["images"] = _("At most %(n)s images per notice.", n=max_images)
+    if errors:
+        raise ValidationError(errors)
+    assert category is not None
+    data.title, data.body, data.duration_s = title, body, duration
+    return category, regions, images
+
+
+def _apply(
+    rev: Revision, data: NoticeInput, category: Category, regions: list[Region], images: list[Image]
+) -> None:
+    rev.title = data.title
+    rev.body = data.body
+    rev.category = category
+    rev.targets = regions
+    rev.publish_at = data.publish_at
+    rev.expire_at = data.expire_at
+    rev.duration_s = data.duration_s
+    rev.pinned = bool(data.pinned)
+    rev.image_links = [RevisionImage(image=img, position=i) for i, img in enumerate(images)]
+
+
+def _new_code() -> str:
+    for _attempt in range(20):
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        if get_by_code(code) is None:
+            return code
+    raise RuntimeError("could not find a free notice code")
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def create(actor: User, data: NoticeInput) -> Notice:
+    """A new notice as a draft (revision 1)."""
+    category, regions, images = validate(actor, data)
+    notice = Notice(code=_new_code(), status=NoticeStatus.DRAFT, created_by=actor)
+    rev = Revision(notice=notice, number=1, state=RevisionState.DRAFT, created_by=actor)
+    _apply(rev, data, category, regions, images)
+    db.session.add_all([notice, rev])
+    db.session.flush()
+    notice.pending_revision = rev
+    audit.record(
+        actor,
+        "notice",
+        notice.id,
+        "create",
+        to_state=NoticeStatus.DRAFT,
+        detail={"revision": 1, "title": rev.title},
+    )
+    db.session.commit()
+    return notice
+
+
+def update(actor: User, notice: Notice, data: NoticeInput) -> Revision:
+    """Change a notice's content.
+
+    A draft is changed in place. A submitted or approved revision goes back to draft (it must
+    be reviewed again). A live notice gets a new draft revision; the live one stays on screens.
+    """
+    if not can(actor, "edit", notice):
+        raise PermissionDenied(_("You may not edit this notice: it is outside your regions."))
+    category, regions, images = validate(actor, data)
+    rev = notice.pending_revision
+    if rev is None:
+        base = notice.live_revision
+        assert base is not None
+        rev = Revision(
+            notice=notice,
+            number=len(notice.revisions) + 1,
+            state=RevisionState.DRAFT,
+            created_by=actor,
+        )
+        _apply(rev, data, category, regions, images)
+        db.session.add(rev)
+        db.session.flush()
+        notice.pending_revision = rev
+        audit.record(
+            actor,
+            "notice",
+            notice.id,
+            "revise",
+            from_state=notice.status,
+            to_state=notice.status,
+            detail={"revision": rev.number, "from": base.number},
+        )
+    elif rev.state != RevisionState.DRAFT:
+        old = rev.state
+        rev.state = RevisionState.DRAFT
+        if notice.live_revision is None:
+            notice.status = NoticeStatus.DRAFT
+        audit.record(
+            actor,
+            "notice",
+            notice.id,
+            "reopen",
+            from_state=old,
+            to_state="draft",
+            reason=_("Edited after submission; it must be reviewed again."),
+            detail={"revision": rev.number},
+        )
+    _apply(rev, data, category, regions, images)
+    audit.record(
+        actor,
+        "notice",
+        notice.id,
+        "edit",
+        from_state=rev.state,
+        to_state=rev.state,
+        detail={"revision": rev.number, "title": rev.title},
+    )
+    notice.updated_at = utcnow()
+    db.session.commit()
+    return rev
+
+
+def _pending(notice: Notice, state: RevisionState, action: str) -> Revision:
+    rev = notice.pending_revision
+    if rev is None or rev.state != state:
+        have = rev.state if rev is not None else notice.status
+        raise Conflict(
+            _("Cannot %(action)s: the notice is %(state)s.", action=_(action), state=_(str(have)))
+        )
+    return rev
+
+
+def submit(actor: User, notice: Notice) -> Revision:
+    """Send the pending draft to review."""
+    if not can(actor, "submit", notice):
+        raise PermissionDenied(_("You may not submit this notice: it is outside your regions."))
+    rev = _pending(notice, RevisionState.DRAFT, "submit")
+    rev.state = RevisionState.SUBMITTED
+    rev.submitted_by = actor
+    rev.submitted_at = utcnow()
+    rev.reject_reason = ""
+    old = notice.status
+    if notice.live_revision is None:
+        notice.status = NoticeStatus.SUBMITTED
+    audit.record(
+        actor,
+        "notice",
+        notice.id,
+        "submit",
+        from_state=old,
+        to_state=notice.status,
+        detail={"revision": rev.number},
+    )
+    notice.updated_at = utcnow()
+    db.session.commit()
+    return rev
+
+
+def approve(actor: User, notice: Notice, revision_number: int | None = None) -> Revision:
+    """The reviewer's sign-off. Approving the same revision twice is a conflict."""
+    rev = notice.pending_revision
+    if revision_number is not None and (rev is None or rev.number != revision_number):
+        raise Conflict(_("Revision %(n)s is not waiting for review.", n=revision_number))
+    if not can(actor, "approve", notice):
+        if notice.current.submitted_by_id == actor.id:
+            raise PermissionDenied(_("You cannot approve a notice you submitted yourself."))
+        raise PermissionDenied(_("You may not review this notice: it is outside your regions."))
+    rev = _pending(notice, RevisionState.SUBMITTED, "approve")
+    rev.state = RevisionState.APPROVED
+    rev.reviewed_by = actor
+    rev.reviewed_at = utcnow()
+    old = notice.status
+    if notice.live_revision is None:
+        notice.status = NoticeStatus.APPROVED
+    audit.record(
+        actor,
+        "notice",
+        notice.id,
+        "approve",
+        from_state=old,
+        to_state=notice.status,
+        detail={"revision": rev.number},
+    )
+    notice.updated_at = utcnow()
+    db.session.commit()
+    return rev
+
+
+def reject(actor: User, notice: Notice, reason: str) -> Revision:
+    """Send a submitted (or approved, not yet published) revision back to draft, with a reason."""
+    reason = clean_text(reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": _("Say why the notice is rejected.")})
+    if len(reason) > REASON_MAX:
+        raise ValidationError({"reason": _("At most %(max)s characters.", max=REASON_MAX)})
+    if not can(actor, "reject", notice):
+        raise PermissionDenied(_("You may not review this notice: it is outside your regions."))
+    rev = notice.pending_revision
+    if rev is None or rev.state not in (RevisionState.SUBMITTED, RevisionState.APPROVED):
+        raise Conflict(
+            _(
+                "Cannot %(action)s: the notice is %(state)s.",
+                action=_("reject"),
+                state=_(str(rev.state if rev else notice.status)),
+            )
+        )
+    old_rev = rev.state
+    rev.state = RevisionState.DRAFT
+    rev.reject_reason = reason
+    rev.reviewed_by = actor
+    rev.reviewed_at = utcnow()
+    old = notice.status
+    if notice.live_revision is None:
+        notice.status = NoticeStatus.DRAFT
+    audit.record(
+        actor,
+        "notice",
+        notice.id,
+        "reject",
+        from_state=old_rev,
+        to_state="draft",
+        reason=reason,
+        detail={"revision": rev.number, "notice_from": str(old)},
+    )
+    notice.updated_at = utcnow()
+    db.session.commit()
+    return rev
+
+
+def publish(actor: User, notice: Notice, now: datetime | None = None) -> Notice:
+    """Release an approved revision: live at once, or scheduled for its publish time."""
+    now = now or utcnow()
+    if not can(actor, "publish", notice):
+        raise PermissionDenied(_("You may not publish this notice: it is outside your regions."))
+    rev = _pending(notice, RevisionState.APPROVED, "publish")
+    if rev.expire_at is not None and rev.expire_at <= now:
+        raise ValidationError({"expire_at": _("The expiry has already passed; edit the notice.")})
+    old = notice.status
+    if rev.publish_at is not None and rev.publish_at > now:
+        rev.state = RevisionState.SCHEDULED
+        if notice.live_revision is None or notice.status != NoticeStatus.PUBLISHED:
+            notice.status = NoticeStatus.SCHEDULED
+        audit.record(
+            actor,
+            "notice",
+            notice.id,
+            "schedule",
+            from_state=old,
+            to_state=notice.status,
+            detail={"revision": rev.number, "publish_at": rev.publish_at.isoformat()},
+        )
+        notice.updated_at = utcnow()
+        db.session.commit()
+        return notice
+    _go_live(actor, notice, rev, now)
+    db.session.commit()
+    signals.notice_changed.send(
+        current_app._get_current_object(), notice_ids=[notice.id], reason="publish"
+    )
+    return notice
+
+
+def _go_live(actor: User | None, notice: Notice, rev: Revision, now: datetime) -> None:
+    old = notice.status
+    previous = notice.live_revision
+    if previous is not None and previous is not rev:
+        previous.state = RevisionState.SUPERSEDED
+    rev.state = RevisionState.LIVE
+    notice.live_revision = rev
+    notice.pending_revision = None
+    notice.status = NoticeStatus.PUBLISHED
+    notice.published_at = now
+    notice.first_published_at = notice.first_published_at or now
+    notice.ended_at = None
+    notice.withdraw_reason = ""
+    notice.updated_at = now
+    audit.record(
+        actor,
+        "notice",
+        notice.id,
+        "publish",
+        from_state=old,
+        to_state=NoticeStatus.PUBLISHED,
+        detail={
+            "revision": rev.number,
+            "replaces": previous.number if previous is not None else None,
+        },
+    )
+
+
+def withdraw(actor: User, notice: Notice, reason: str) -> Notice:
+    """Take a published (or scheduled) notice off the screens; the page says it was withdrawn."""
+    reason = clean_text(reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": _("Say why the notice is withdrawn.")})
+    if len(reason) > REASON_MAX:
+        raise ValidationError({"reason": _("At most %(max)s characters.", max=REASON_MAX)})
+    if not can(actor, "withdraw", notice):
+        raise PermissionDenied(_("You may not withdraw this notice: it is outside your regions."))
+    if notice.status not in (NoticeStatus.PUBLISHED, NoticeStatus.SCHEDULED):
+        raise Conflict(
+            _(
+                "Cannot %(action)s: the notice is %(state)s.",
+                action=_("withdraw"),
+                state=_(str(notice.status)),
+            )
+        )
+    old = notice.status
+    pending = notice.pending_revision
+    if pending is not None and pending.state == RevisionState.SCHEDULED:
+        pending.state = RevisionState.APPROVED  # unscheduled; may be published again
+    was_live = notice.status == NoticeStatus.PUBLISHED
+    notice.status = NoticeStatus.WITHDRAWN if notice.live_revision else NoticeStatus.APPROVED
+    notice.ended_at = utcnow()
+    notice.withdraw_reason = reason
+    notice.updated_at = utcnow()
+    audit.record(
+        actor,
+        "notice",
+        notice.id,
+        "withdraw",
+        from_state=old,
+        to_state=notice.status,
+        reason=reason,
+    )
+    db.session.commit()
+    if was_live:
+        signals.notice_changed.send(
+            current_app._get_current_object(), notice_ids=[notice.id], reason="withdraw"
+        )
+    return notice
+
+
+def run_schedule(now: datetime | None = None) -> list[int]:
+    """Publish what is due and expire what has run out. Safe to run from several processes at
+    once: each change is a compare-and-set on the notice's status, so only one process wins it.
+    Returns the ids of notices whose live content changed."""
+    now = now or utcnow()
+    changed: list[int] = []
+    due = db.session.scalars(
+        select(Revision).where(
+            Revision.state == RevisionState.SCHEDULED,
+            or_(Revision.publish_at.is_(None), Revision.publish_at <= now),
+        )
+    ).all()
+    for rev in due:
+        won = db.session.execute(
+            sql_update(Revision)
+            .where(Revision.id == rev.id, Revision.state == RevisionState.SCHEDULED)
+            .values(state=RevisionState.APPROVED)
+        ).rowcount
+        if not won:
+            continue
+        db.session.refresh(rev)
+        if rev.expire_at is not None and rev.expire_at <= now:
+            rev.state = RevisionState.APPROVED
+            rev.notice.status = (
+                NoticeStatus.APPROVED if rev.notice.live_revision is None else rev.notice.status
+            )
+            audit.record(
+                None,
+                "notice",
+                rev.notice_id,
+                "skip",
+                from_state="scheduled",
+                to_state="approved",
+                reason="expired before its publish time",
+            )
+        else:
+            _go_live(None, rev.notice, rev, now)
+            changed.append(rev.notice_id)
+        db.session.commit()
+    expiring = db.session.scalars(
+        select(Notice)
+        .join(Revision, Revision.id == Notice.live_revision_id)
+        .where(Notice.status == NoticeStatus.PUBLISHED, Revision.expire_at <= now)
+    ).all()
+    for notice in expiring:
+        won = db.session.execute(
+            sql_update(Notice)
+            .where(Notice.id == notice.id, Notice.status == NoticeStatus.PUBLISHED)
+            .values(status=NoticeStatus.EXPIRED, ended_at=now, updated_at=now)
+        ).rowcount
+        if won:
+            audit.record(
+                None, "notice", notice.id, "expire", from_state="published", to_state="expired"
+            )
+            changed.append(notice.id)
+        db.session.commit()
+    if changed:
+        signals.notice_changed.send(
+            current_app._get_current_object(), notice_ids=changed, reason="schedule"
+        )
+    return changed
+
+
+def public_state(notice: Notice, now: datetime | None = None) -> str:
+    """What the residents' page says: published, expired, withdrawn, or not_published.
+
+    An expiry that passed since the last scheduler run already counts as expired here."""
+    now = now or utcnow()
+    live = notice.live_revision
+    if live is None:
+        return "not_published"
+    if notice.status == NoticeStatus.WITHDRAWN:
+        return "withdrawn"
+    if notice.status == NoticeStatus.EXPIRED or (
+        live is not None and live.expire_at is not None and live.expire_at <= now
+    ):
+        return "expired"
+    return "published"
+
+
+def live_for_regions(region_ids: Sequence[int], now: datetime | None = None) -> list[Notice]:
+    """Notices live now on screens in any of `region_ids` (a target covers its descendants)."""
+    now = now or utcnow()
+    regions = db.session.scalars(select(Region).where(Region.id.in_(list(region_ids)))).all()
+    ancestor_ids: set[int] = set()
+    for region in regions:
+        ancestor_ids.update(int(x) for x in region.path.strip("/").split("/") if x)
+    stmt = (
+        select(Notice)
+        .join(Revision, Revision.id == Notice.live_revision_id)
+        .join(revision_targets, revision_targets.c.revision_id == Revision.id)
+        .where(
+            Notice.status == NoticeStatus.PUBLISHED,
+            revision_targets.c.region_id.in_(ancestor_ids),
+            or_(Revision.expire_at.is_(None), Revision.expire_at > now),
+        )
+        .distinct()
+    )
+    notices = list(db.session.scalars(stmt))
+    notices.sort(key=lambda n: (not n.live_revision.pinned, -(n.published_at or now).timestamp()))
+    return notices
+
+
+def history(notice: Notice) -> list[object]:
+    """The notice's audit events, oldest first."""
+    from server.models import AuditEvent
+
+    return list(
+        db.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.entity == "notice", AuditEvent.entity_id == notice.id)
+            .order_by(AuditEvent.at, AuditEvent.id)
+        )
+    )
+
+
+def default_expiry(days: int = 30) -> datetime:
+    return utcnow() + timedelta(days=days)

@@ -1,0 +1,217 @@
+"""Users, passwords, role grants and API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Sequence
+
+from flask_babel import gettext as _
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from server.extensions import db
+from server.models import ApiToken, Region, Role, RoleGrant, User
+from server.models.base import utcnow
+from server.services import audit, permissions
+from server.services.errors import NotFound, PermissionDenied, ValidationError
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,64}$")
+PASSWORD_MIN = 8
+# Checked against when the username is unknown, so a miss costs as long as a wrong password.
+_DUMMY_HASH = generate_password_hash("not-a-real-password")
+
+
+def get(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound(_("No user with id %(id)s.", id=user_id))
+    return user
+
+
+def by_username(username: str) -> User | None:
+    return db.session.scalar(select(User).where(User.username == username))
+
+
+def authenticate(username: str, password: str) -> User | None:
+    """The user if the password matches and the account is active, else None."""
+    user = by_username((username or "").strip())
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password or "")
+        return None
+    if not check_password_hash(user.password_hash, password or "") or not user.active:
+        return None
+    user.last_login_at = utcnow()
+    db.session.commit()
+    return user
+
+
+def _check_password(password: str) -> str | None:
+    if len(password or "") < PASSWORD_MIN:
+        return _("A password needs at least %(n)s characters.", n=PASSWORD_MIN)
+    return None
+
+
+def _check_grants(actor: User | None, grants: Sequence[tuple[Role, Region]]) -> None:
+    if actor is None:
+        return
+    for role, region in grants:
+        if not permissions.covers(actor, Role.ADMIN, [region]):
+            raise PermissionDenied(
+                _(
+                    "You may not grant %(role)s on %(region)s: it is outside your regions.",
+                    role=_(role.value),
+                    region=region.name,
+                )
+            )
+
+
+def create(
+    actor: User | None,
+    username: str,
+    password: str,
+    *,
+    display_name: str = "",
+    grants: Sequence[tuple[Role, Region]] = (),
+) -> User:
+    """Add a user. `actor` None is the CLI (create-admin, demo)."""
+    if actor is not None and not actor.has_role(Role.ADMIN):
+        raise PermissionDenied(_("Only administrators manage users."))
+    errors: dict[str, str] = {}
+    username = (username or "").strip()
+    if not USERNAME_RE.match(username):
+        errors["username"] = _("3–64 letters, digits, '.', '_' or '-'.")
+    elif by_username(username) is not None:
+        errors["username"] = _("The username %(name)s is taken.", name=username)
+    if (msg := _check_password(password)) is not None:
+        errors["password"] = msg
+    if len(display_name) > 80:
+        errors["display_name"] = _("At most %(max)s characters.", max=80)
+    if errors:
+        raise ValidationError(errors)
+    _check_grants(actor, grants)
+    user = User(
+        username=username,
+        display_name=display_name.strip(),
+        password_hash=generate_password_hash(password),
+    )
+    user.grants = [RoleGrant(role=role, region=region) for role, region in grants]
+    db.session.add(user)
+    db.session.flush()
+    audit.record(
+        actor,
+        "user",
+        user.id,
+        "create",
+        detail={"username": username, "grants": [f"{r.value}@{g.code}" for r, g in grants]},
+    )
+    db.session.commit()
+    return user
+
+
+def manageable(actor: User, user: User) -> bool:
+    """An admin manages users whose every grant lies inside the admin's subtrees."""
+    if permissions.is_system_admin(actor):
+        return True
+    return bool(user.grants) and all(
+        permissions.covers(actor, Role.ADMIN, [g.region]) for g in user.grants
+    )
+
+
+def update(
+    actor: User,
+    user: User,
+    *,
+    display_name: str,
+    active: bool,
+    grants: Sequence[tuple[Role, Region]],
+    password: str = "",
+) -> User:
+    """Change a user's name, state, roles and (if given) password."""
+    if not manageable(actor, user):
+        raise PermissionDenied(_("You may not change this user."))
+    if user.id == actor.id and not active:
+        raise ValidationError({"active": _("You cannot deactivate yourself.")})
+    if password and (msg := _check_password(password)) is not None:
+        raise ValidationError({"password": msg})
+    _check_grants(actor, grants)
+    user.display_name = display_name.strip()[:80]
+    user.active = active
+    wanted = {(role, region.id) for role, region in grants}
+    user.grants = [g for g in user.grants if (g.role, g.region_id) in wanted] + [
+        RoleGrant(role=role, region=region)
+        for role, region in grants
+        if (role, region.id) not in {(g.role, g.region_id) for g in user.grants}
+    ]
+    if password:
+        user.password_hash = generate_password_hash(password)
+    audit.record(
+        actor,
+        "user",
+        user.id,
+        "update",
+        detail={
+            "active": active,
+            "grants": [f"{r.value}@{g.code}" for r, g in grants],
+            "password_changed": bool(password),
+        },
+    )
+    db.session.commit()
+    return user
+
+
+def change_password(user: User, old: str, new: str) -> None:
+    if not check_password_hash(user.password_hash, old or ""):
+        raise ValidationError({"old_password": _("The current password is wrong.")})
+    if (msg := _check_password(new)) is not None:
+        raise ValidationError({"password": msg})
+    user.password_hash = generate_password_hash(new)
+    audit.record(user, "user", user.id, "password")
+    db.session.commit()
+
+
+# --- API tokens ---------------------------------------------------------------------------
+
+
+def _hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_token(user: User, name: str) -> tuple[ApiToken, str]:
+    """A new token; the secret is returned once and only its hash is kept."""
+    name = (name or "").strip()
+    if not name or len(name) > 80:
+        raise ValidationError({"name": _("Give the token a name (at most 80 characters).")})
+    prefix = secrets.token_hex(4)
+    secret = f"cp_{prefix}_{secrets.token_urlsafe(32)}"
+    token = ApiToken(user=user, name=name, prefix=prefix, token_hash=_hash_token(secret))
+    db.session.add(token)
+    db.session.flush()
+    audit.record(user, "token", token.id, "create", detail={"name": name, "prefix": prefix})
+    db.session.commit()
+    return token, secret
+
+
+def user_for_token(secret: str) -> User | None:
+    """The active user owning an unrevoked token with this secret."""
+    if not secret or not secret.startswith("cp_"):
+        return None
+    digest = _hash_token(secret)
+    token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+    if token is None or token.revoked_at is not None or not token.user.active:
+        return None
+    if not hmac.compare_digest(token.token_hash, digest):
+        return None
+    token.last_used_at = utcnow()
+    db.session.commit()
+    return token.user
+
+
+def revoke_token(actor: User, token: ApiToken) -> None:
+    if token.user_id != actor.id and not manageable(actor, token.user):
+        raise PermissionDenied(_("You may not revoke this token."))
+    token.revoked_at = utcnow()
+    audit.record(actor, "token", token.id, "revoke", detail={"prefix": token.prefix})
+    db.session.commit()
