@@ -1,14 +1,9 @@
 """The editors' UI: a blueprint the server registers. It calls server.services, never the
-database directly."""
+database directly. One module per concern; each registers its routes on `bp`."""
 
 from flask import Blueprint
 
-bp = Blueprint(
-    "admin",
-    __name__,
-    template_folder="templates",
-    static_folder="static",
-    static_url_path="/static",
-)
+bp = Blueprint("admin", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/static")
 
-from admin import views  # noqa: E402,F401  (routes register themselves on bp)
+from admin import auth, notices, people  # noqa: E402,F401
