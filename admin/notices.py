@@ -19,3 +19,16 @@ def index() -> Response:
 @login_required
 def notice_list() -> str:
     return "notices"
+
+
+# Placeholders until the admin UI work fills them in (the nav links to them).
+@bp.get("/review")
+@login_required
+def review_queue() -> str:
+    return "review"
+
+
+@bp.get("/feedback")
+@login_required
+def feedback_inbox() -> str:
+    return "feedback"
