@@ -16,6 +16,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import Select, or_, select
 from sqlalchemy import update as sql_update
+from sqlalchemy.orm import aliased
 
 from server import signals
 from server.extensions import db
@@ -113,20 +114,23 @@ def list_notices(
     """A page of notices visible to `user`, newest change first, and the total count."""
     stmt = visible_query(user)
     current_rev = db.func.coalesce(Notice.pending_revision_id, Notice.live_revision_id)
-    if status:
-        if status == "pending_review":
-            stmt = stmt.join(Revision, Revision.id == Notice.pending_revision_id).where(
-                Revision.state == RevisionState.SUBMITTED
-            )
-        else:
-            stmt = stmt.where(Notice.status == status)
+    if status == "pending_review":
+        pending = aliased(Revision)
+        stmt = stmt.join(pending, pending.id == Notice.pending_revision_id).where(
+            pending.state == RevisionState.SUBMITTED
+        )
+    elif status:
+        stmt = stmt.where(Notice.status == status)
     if category or q:
-        stmt = stmt.join(Revision, Revision.id == current_rev, isouter=False).join(Category)
+        current = aliased(Revision)
+        stmt = stmt.join(current, current.id == current_rev)
         if category:
-            stmt = stmt.where(Category.key == category)
+            stmt = stmt.join(Category, Category.id == current.category_id).where(
+                Category.key == category
+            )
         if q:
             like = f"%{q.strip()}%"
-            stmt = stmt.where(or_(Revision.title.ilike(like), Notice.code == q.strip()))
+            stmt = stmt.where(or_(current.title.ilike(like), Notice.code == q.strip()))
     if region is not None:
         in_region = (
             select(revision_targets.c.revision_id)
