@@ -17,7 +17,7 @@ def main() -> None:
         sys.argv = ["cunping player", *args[1:]]
         player_main()
         return
-    if args and args[0] == "serve":
+    if args and (args[0] == "serve" or (args[0] == "demo" and "--serve" in args)):
         # gevent must patch the standard library before anything else imports it.
         from gevent import monkey
 
