@@ -1,0 +1,586 @@
+"""API: its own OpenAPI 3.1 description at /api/v1/openapi.json (no token needed).
+
+Written by hand next to the code; tests/test_api_openapi.py validates it and checks that every
+route on the blueprint is described here, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, request
+
+from server.api import bp
+from server.api.envelope import ok
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in schema:
+        return {"oneOf": [schema, {"type": "null"}]}
+    kind = schema["type"]
+    return {**schema, "type": [kind, "null"]}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _err(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+TIME = {"type": "string", "format": "date-time"}
+STRING = {"type": "string"}
+INT = {"type": "integer"}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["status", "message"],
+                "properties": {
+                    "status": INT,
+                    "message": {"type": "string", "description": "For people; translated."},
+                    "fields": {
+                        "type": "object",
+                        "additionalProperties": STRING,
+                        "description": "What is wrong with each field (400 and 422).",
+                    },
+                },
+            }
+        },
+    },
+    "UserRef": {
+        "type": "object",
+        "required": ["id", "username", "name"],
+        "properties": {"id": INT, "username": STRING, "name": STRING},
+    },
+    "RegionRef": {
+        "type": "object",
+        "required": ["code", "name"],
+        "properties": {"code": STRING, "name": STRING},
+    },
+    "Me": {
+        "type": "object",
+        "required": ["id", "username", "name", "roles", "grants"],
+        "properties": {
+            "id": INT,
+            "username": STRING,
+            "name": STRING,
+            "roles": {
+                "type": "array",
+                "items": {"type": "string", "enum": ["admin", "editor", "reviewer"]},
+            },
+            "grants": {
+                "type": "array",
+                "description": "Each role holds in the region's whole subtree.",
+                "items": {
+                    "type": "object",
+                    "required": ["role", "region"],
+                    "properties": {
+                        "role": {"type": "string", "enum": ["admin", "editor", "reviewer"]},
+                        "region": _ref("RegionRef"),
+                    },
+                },
+            },
+        },
+    },
+    "Region": {
+        "type": "object",
+        "required": ["code", "name", "parent", "depth", "level", "path", "full_name"],
+        "properties": {
+            "code": STRING,
+            "name": STRING,
+            "parent": _nullable(STRING),
+            "depth": {"type": "integer", "description": "0 for the county."},
+            "level": {"type": "string", "enum": ["county", "town", "village", "group"]},
+            "path": {
+                "type": "array",
+                "items": STRING,
+                "description": "Codes from the root down to this region.",
+            },
+            "full_name": STRING,
+        },
+    },
+    "RegionWithChildren": {
+        "allOf": [
+            _ref("Region"),
+            {
+                "type": "object",
+                "required": ["children"],
+                "properties": {"children": {"type": "array", "items": _ref("Region")}},
+            },
+        ]
+    },
+    "Category": {
+        "type": "object",
+        "required": ["key", "name", "name_en", "color"],
+        "properties": {"key": STRING, "name": STRING, "name_en": STRING, "color": STRING},
+    },
+    "Image": {
+        "type": "object",
+        "required": ["id", "url", "width", "height"],
+        "properties": {
+            "id": INT,
+            "url": {"type": "string", "format": "uri"},
+            "width": INT,
+            "height": INT,
+            "mime": STRING,
+            "size": {"type": "integer", "description": "Bytes after re-encoding."},
+        },
+    },
+    "Revision": {
+        "type": "object",
+        "required": ["number", "state", "title", "body", "body_html", "category", "targets"],
+        "properties": {
+            "number": INT,
+            "state": {
+                "type": "string",
+                "enum": ["draft", "submitted", "approved", "scheduled", "live", "superseded"],
+            },
+            "title": {"type": "string", "description": "Plain text: escape it when shown."},
+            "body": {"type": "string", "description": "The Markdown subset as sent."},
+            "body_html": {"type": "string", "description": "Safe HTML (raw HTML shown inert)."},
+            "category": STRING,
+            "targets": {"type": "array", "items": STRING},
+            "publish_at": _nullable(TIME),
+            "expire_at": _nullable(TIME),
+            "duration_s": INT,
+            "pinned": {"type": "boolean"},
+            "images": {"type": "array", "items": _ref("Image")},
+            "created_at": TIME,
+            "created_by": _nullable(_ref("UserRef")),
+            "submitted_at": _nullable(TIME),
+            "submitted_by": _nullable(_ref("UserRef")),
+            "reviewed_at": _nullable(TIME),
+            "reviewed_by": _nullable(_ref("UserRef")),
+            "reject_reason": _nullable(STRING),
+        },
+    },
+    "Event": {
+        "type": "object",
+        "required": ["at", "action"],
+        "properties": {
+            "at": TIME,
+            "action": {
+                "type": "string",
+                "description": "create, edit, revise, reopen, submit, approve, reject, "
+                "schedule, publish, withdraw, expire, skip",
+            },
+            "from": _nullable(STRING),
+            "to": _nullable(STRING),
+            "reason": _nullable(STRING),
+            "revision": _nullable(INT),
+            "user": _nullable(_ref("UserRef")),
+        },
+    },
+    "NoticeStatus": {
+        "type": "string",
+        "enum": [
+            "draft",
+            "submitted",
+            "approved",
+            "scheduled",
+            "published",
+            "expired",
+            "withdrawn",
+        ],
+    },
+    "NoticeSummary": {
+        "type": "object",
+        "required": ["id", "code", "status", "url", "qr_url", "title", "revision"],
+        "properties": {
+            "id": INT,
+            "code": STRING,
+            "status": _ref("NoticeStatus"),
+            "url": {"type": "string", "format": "uri"},
+            "qr_url": {"type": "string", "format": "uri"},
+            "title": STRING,
+            "category": STRING,
+            "targets": {"type": "array", "items": STRING},
+            "revision": INT,
+            "revision_state": STRING,
+            "live_revision": _nullable(INT),
+            "updated_at": TIME,
+        },
+    },
+    "NoticePage": {
+        "type": "object",
+        "required": ["items", "page", "per_page", "total"],
+        "properties": {
+            "items": {"type": "array", "items": _ref("NoticeSummary")},
+            "page": INT,
+            "per_page": INT,
+            "total": INT,
+        },
+    },
+    "Notice": {
+        "type": "object",
+        "required": ["id", "code", "status", "url", "qr_url", "revision", "history"],
+        "properties": {
+            "id": INT,
+            "code": {"type": "string", "description": "The short public code (/n/<code>)."},
+            "status": _ref("NoticeStatus"),
+            "url": {"type": "string", "format": "uri"},
+            "qr_url": {"type": "string", "format": "uri"},
+            "created_at": TIME,
+            "created_by": _nullable(_ref("UserRef")),
+            "updated_at": TIME,
+            "first_published_at": _nullable(TIME),
+            "published_at": _nullable(TIME),
+            "ended_at": _nullable(TIME),
+            "withdraw_reason": _nullable(STRING),
+            "reject_reason": _nullable(STRING),
+            "revision": _ref("Revision"),
+            "live_revision": {
+                **_nullable(_ref("Revision")),
+                "description": "The revision on screens when it is not `revision`.",
+            },
+            "live_revision_number": _nullable(INT),
+            "history": {"type": "array", "items": _ref("Event")},
+        },
+    },
+    "NoticeFields": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "title": {"type": "string", "maxLength": 200, "description": "One line."},
+            "body": {
+                "type": "string",
+                "maxLength": 20000,
+                "description": "Markdown subset: paragraphs, lists, **bold**, tables.",
+            },
+            "category": {"type": "string", "description": "A category key, e.g. finance."},
+            "targets": {
+                "type": "array",
+                "items": STRING,
+                "description": "Region codes; a target covers everything below it.",
+            },
+            "publish_at": {
+                **_nullable(TIME),
+                "description": "Without an offset: Asia/Shanghai local time. Null: at once.",
+            },
+            "expire_at": {**_nullable(TIME), "description": "Null: never."},
+            "duration_s": {"type": "integer", "minimum": 5, "maximum": 600, "default": 20},
+            "pinned": {"type": "boolean", "default": False},
+            "image_ids": {"type": "array", "items": INT, "maxItems": 9},
+        },
+    },
+    "NoticeCreate": {
+        "allOf": [
+            _ref("NoticeFields"),
+            {"type": "object", "required": ["title", "body", "category", "targets"]},
+        ]
+    },
+    "Reason": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["reason"],
+        "properties": {"reason": {"type": "string", "maxLength": 500}},
+    },
+}
+
+RESPONSES: dict[str, Any] = {
+    "BadRequest": _json(
+        _ref("Error"), "Malformed: not JSON, not an object, unknown fields, bad parameters."
+    ),
+    "Unauthorized": {
+        **_json(_ref("Error"), "No token, or an unknown or revoked one."),
+        "headers": {"WWW-Authenticate": {"schema": STRING}},
+    },
+    "Forbidden": _json(_ref("Error"), "The token's user may not do this here."),
+    "NotFound": _json(_ref("Error"), "No such notice or region."),
+    "Conflict": _json(_ref("Error"), "Not possible in the notice's current state."),
+    "TooLarge": _json(_ref("Error"), "The request or picture is too large."),
+    "UnsupportedMediaType": _json(_ref("Error"), "Wrong Content-Type."),
+    "Invalid": _json(_ref("Error"), "A field is wrong; `fields` says which and why."),
+}
+
+NOTICE_REF = {
+    "name": "ref",
+    "in": "path",
+    "required": True,
+    "description": "The notice's id or its public code.",
+    "schema": STRING,
+}
+
+
+def _notice_action(summary: str, body: dict[str, Any] | None, *codes: str) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "tags": ["notices"],
+        "parameters": [NOTICE_REF],
+        "responses": {
+            "200": _json(_ref("Notice"), "The notice after the change."),
+            "400": _err("BadRequest"),
+            "401": _err("Unauthorized"),
+            "403": _err("Forbidden"),
+            "404": _err("NotFound"),
+            **{code: _err({"409": "Conflict", "422": "Invalid"}[code]) for code in codes},
+        },
+    }
+    if body is not None:
+        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}}}
+    return op
+
+
+def _list(schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["items"],
+        "properties": {"items": {"type": "array", "items": schema}},
+    }
+
+
+PATHS: dict[str, Any] = {
+    "/me": {
+        "get": {
+            "summary": "The token's user, with roles and regions",
+            "tags": ["account"],
+            "responses": {"200": _json(_ref("Me"), "Who you are."), "401": _err("Unauthorized")},
+        }
+    },
+    "/notices": {
+        "get": {
+            "summary": "Notices visible to the token's user, newest change first",
+            "tags": ["notices"],
+            "parameters": [
+                {
+                    "name": "status",
+                    "in": "query",
+                    "schema": {
+                        "type": "string",
+                        "enum": [*SCHEMAS["NoticeStatus"]["enum"], "pending_review"],
+                    },
+                },
+                {"name": "category", "in": "query", "schema": STRING},
+                {
+                    "name": "region",
+                    "in": "query",
+                    "schema": STRING,
+                    "description": "A region code: notices aimed inside it.",
+                },
+                {
+                    "name": "q",
+                    "in": "query",
+                    "schema": {"type": "string", "maxLength": 200},
+                    "description": "Words in the title, or a code.",
+                },
+                {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                {
+                    "name": "per_page",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 30},
+                    "description": "Larger values are capped at 100.",
+                },
+            ],
+            "responses": {
+                "200": _json(_ref("NoticePage"), "A page of notices."),
+                "400": _err("BadRequest"),
+                "401": _err("Unauthorized"),
+            },
+        },
+        "post": {
+            "summary": "Create a notice as a draft",
+            "tags": ["notices"],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("NoticeCreate")}},
+            },
+            "responses": {
+                "201": {
+                    **_json(_ref("Notice"), "The new draft."),
+                    "headers": {"Location": {"schema": STRING}},
+                },
+                "400": _err("BadRequest"),
+                "401": _err("Unauthorized"),
+                "413": _err("TooLarge"),
+                "415": _err("UnsupportedMediaType"),
+                "422": _err("Invalid"),
+            },
+        },
+    },
+    "/notices/{ref}": {
+        "get": {
+            "summary": "One notice in full: revision, live revision, history",
+            "tags": ["notices"],
+            "parameters": [NOTICE_REF],
+            "responses": {
+                "200": _json(_ref("Notice"), "The notice."),
+                "401": _err("Unauthorized"),
+                "403": _err("Forbidden"),
+                "404": _err("NotFound"),
+            },
+        },
+        "patch": {
+            "summary": "Change some fields (the others keep their values)",
+            "tags": ["notices"],
+            "parameters": [NOTICE_REF],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("NoticeFields")}},
+            },
+            "responses": {
+                "200": _json(_ref("Notice"), "The notice with its changed revision."),
+                "400": _err("BadRequest"),
+                "401": _err("Unauthorized"),
+                "403": _err("Forbidden"),
+                "404": _err("NotFound"),
+                "413": _err("TooLarge"),
+                "415": _err("UnsupportedMediaType"),
+                "422": _err("Invalid"),
+            },
+        },
+    },
+    "/notices/{ref}/submit": {"post": _notice_action("Send the draft to review", None, "409")},
+    "/notices/{ref}/approve": {
+        "post": _notice_action(
+            "Approve the submitted revision",
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "revision": {
+                        "type": "integer",
+                        "description": "Refuse (409) unless this revision is the one waiting.",
+                    }
+                },
+            },
+            "409",
+            "422",
+        )
+    },
+    "/notices/{ref}/reject": {
+        "post": _notice_action("Send it back to draft", _ref("Reason"), "409", "422")
+    },
+    "/notices/{ref}/publish": {
+        "post": _notice_action("Publish the approved revision (or schedule it)", None, "409", "422")
+    },
+    "/notices/{ref}/withdraw": {
+        "post": _notice_action("Take it off the screens", _ref("Reason"), "409", "422")
+    },
+    "/images": {
+        "post": {
+            "summary": "Upload a picture (JPEG, PNG, GIF, WebP, BMP)",
+            "tags": ["images"],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["file"],
+                            "properties": {"file": {"type": "string", "format": "binary"}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": _json(_ref("Image"), "The stored picture; use its id in image_ids."),
+                "401": _err("Unauthorized"),
+                "403": _err("Forbidden"),
+                "413": _err("TooLarge"),
+                "415": _err("UnsupportedMediaType"),
+                "422": _err("Invalid"),
+            },
+        }
+    },
+    "/regions": {
+        "get": {
+            "summary": "Every region, in tree order",
+            "tags": ["regions"],
+            "parameters": [
+                {
+                    "name": "under",
+                    "in": "query",
+                    "schema": STRING,
+                    "description": "Only this region and those below it.",
+                }
+            ],
+            "responses": {
+                "200": _json(_list(_ref("Region")), "Regions."),
+                "400": _err("BadRequest"),
+                "401": _err("Unauthorized"),
+            },
+        }
+    },
+    "/regions/{code}": {
+        "get": {
+            "summary": "One region with its children",
+            "tags": ["regions"],
+            "parameters": [{"name": "code", "in": "path", "required": True, "schema": STRING}],
+            "responses": {
+                "200": _json(_ref("RegionWithChildren"), "The region."),
+                "401": _err("Unauthorized"),
+                "404": _err("NotFound"),
+            },
+        }
+    },
+    "/categories": {
+        "get": {
+            "summary": "Notice categories",
+            "tags": ["categories"],
+            "responses": {
+                "200": _json(_list(_ref("Category")), "Active categories."),
+                "401": _err("Unauthorized"),
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "summary": "This description",
+            "tags": ["meta"],
+            "security": [],
+            "responses": {
+                "200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}
+            },
+        }
+    },
+}
+
+
+def spec(server_url: str = "/api/v1") -> dict[str, Any]:
+    """The whole OpenAPI document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Cunping API",
+            "version": "1.0.0",
+            "description": (
+                "Push village notices from a county CMS into Cunping 村屏 and move them through "
+                "review. Authenticate with a personal token: `Authorization: Bearer cp_...`. "
+                "Times are ISO 8601; without an offset they are Asia/Shanghai local time; "
+                "answers give +08:00. See docs/api.md."
+            ),
+        },
+        "servers": [{"url": server_url}],
+        "security": [{"bearer": []}],
+        "tags": [
+            {"name": n} for n in ("account", "notices", "images", "regions", "categories", "meta")
+        ],
+        "paths": PATHS,
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A personal token cp_..., from My account → API tokens.",
+                }
+            },
+            "schemas": SCHEMAS,
+            "responses": RESPONSES,
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI description (no token needed)."""
+    return ok(spec(request.script_root + "/api/v1"))
