@@ -28,6 +28,18 @@ PASSWORD = "test-password-1"
 BACKENDS = [b for b in os.environ.get("CUNPING_TEST_DATABASES", "sqlite,postgres").split(",") if b]
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hash test passwords cheaply: scrypt costs ~0.1 s a user and the tests create hundreds.
+    Checking still goes through werkzeug's `check_password_hash`, which reads the method."""
+    from werkzeug.security import generate_password_hash
+
+    def fast(password: str) -> str:
+        return generate_password_hash(password, method="pbkdf2:sha256:1")
+
+    monkeypatch.setattr("server.services.users.generate_password_hash", fast)
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     server = PostgresServer.start()

@@ -79,7 +79,7 @@ def visible_query(user: User) -> Select[tuple[Notice]]:
     """Notices `user` may see in the admin: any target inside one of their subtrees, or a
     target above their region (county-wide notices are visible to town editors)."""
     roots = [g.region for g in user.grants]
-    if not roots:
+    if not roots or not user.is_active:
         return select(Notice).where(False)
     conds = []
     for root in roots:

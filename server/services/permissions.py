@@ -37,6 +37,8 @@ def sees(user: User, regions: Iterable[Region]) -> bool:
     """True when `user` may read something aimed at `regions`: a target inside one of the
     user's subtrees, or a target that covers the user's own region (a county-wide notice is
     visible to every town editor)."""
+    if not user.is_active:
+        return False
     roots = [g.region for g in user.grants]
     return any(root.contains(r) or r.contains(root) for r in regions for root in roots)
 
