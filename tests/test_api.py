@@ -12,6 +12,7 @@ from werkzeug.test import TestResponse
 from server.models import User
 from server.models.base import utcnow
 from server.services import notices, users
+from server.services import regions as region_service
 from tests.conftest import World
 
 
@@ -585,3 +586,20 @@ def test_oversized_request_is_413_json(veditor: Api, app: Any) -> None:
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     r = veditor.post("/notices", notice_json(body="字" * 40_000))
     error_of(r, 413)
+
+
+def test_numeric_region_codes_are_codes_not_ids(client: FlaskClient, world: World) -> None:
+    # Region codes are often all digits (371399101002). One equal to another region's id must
+    # still mean the region with that code.
+    other_id = str(world.other_town.id)
+    region_service.create(None, other_id, "数字村", world.town)
+    api = Api(client, world.town_editor)
+    r = api.post("/notices", notice_json(targets=[other_id]))
+    assert r.status_code == 201, r.get_data(as_text=True)
+    assert r.get_json()["revision"]["targets"] == [other_id]
+    assert api.get(f"/regions/{other_id}").get_json()["parent"] == "T1"
+
+
+def test_huge_or_odd_notice_refs_are_404(veditor: Api) -> None:
+    for ref in ("99999999999999999999", "2147483648", "-1", "%E4%B8%AD"):
+        error_of(veditor.get("/notices/" + ref), 404)
