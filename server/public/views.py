@@ -371,13 +371,13 @@ def notice_json(code: str) -> Any:
             title=rev.title,
             body=rev.body,
             body_html=str(to_html(rev.body)),
-            regions=[{"code": r.code, "name": r.name, "full_name": r.full_name}
-                     for r in rev.targets],
+            regions=[
+                {"code": r.code, "name": r.name, "full_name": r.full_name} for r in rev.targets
+            ],
             published_at=_iso(notice.published_at),
             first_published_at=_iso(notice.first_published_at),
             expire_at=_iso(rev.expire_at),
-            images=[_absolute(url_for("public.media", filename=i.filename))
-                    for i in rev.images],
+            images=[_absolute(url_for("public.media", filename=i.filename)) for i in rev.images],
             questions=[
                 {"question": f.body, "answer": f.answer, "answered_at": _iso(f.answered_at)}
                 for f in feedback.public_for(notice)
@@ -426,7 +426,9 @@ def media(filename: str) -> Response:
     if image is None:
         abort(404)
     response = send_from_directory(
-        current_app.config["UPLOAD_FOLDER"], image.filename, mimetype=image.mime,
+        current_app.config["UPLOAD_FOLDER"],
+        image.filename,
+        mimetype=image.mime,
         max_age=MEDIA_MAX_AGE,
     )
     response.headers["Cache-Control"] = f"public, max-age={MEDIA_MAX_AGE}, immutable"
