@@ -36,6 +36,9 @@ def save_upload(actor: User, stream: IO[bytes], original_name: str = "") -> Imag
     try:
         with PILImage.open(io.BytesIO(data)) as probe:
             fmt = probe.format
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that: refuse those too.
+            if probe.width * probe.height > PILImage.MAX_IMAGE_PIXELS:
+                raise PILImage.DecompressionBombError(f"{probe.size} is too many pixels")
             probe.verify()
         if fmt not in ALLOWED_FORMATS:
             raise ValidationError({"images": _("%(fmt)s pictures are not accepted.", fmt=fmt)})
@@ -50,6 +53,7 @@ def save_upload(actor: User, stream: IO[bytes], original_name: str = "") -> Imag
         SyntaxError,
         ValueError,
         PILImage.DecompressionBombError,
+        PILImage.DecompressionBombWarning,  # raised when warnings are errors (tests)
     ):
         raise ValidationError(
             {"images": _("The file is not a picture Cunping can read.")}
