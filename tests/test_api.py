@@ -601,5 +601,5 @@ def test_numeric_region_codes_are_codes_not_ids(client: FlaskClient, world: Worl
 
 
 def test_huge_or_odd_notice_refs_are_404(veditor: Api) -> None:
-    for ref in ("99999999999999999999", "2147483648", "-1", "%E4%B8%AD"):
+    for ref in ("99999999999999999999", "2147483648", "-1", "%E4%B8%AD", "%C2%B2", "%D9%A3"):
         error_of(veditor.get("/notices/" + ref), 404)

@@ -39,7 +39,8 @@ Q_MAX = 200
 
 def find(ref: str, user: User) -> Notice:
     """A notice by id (all digits, tried first) or by its public code, visible to `user`."""
-    notice = db.session.get(Notice, int(ref)) if ref.isdigit() and len(ref) < 10 else None
+    is_id = ref.isascii() and ref.isdigit() and len(ref) < 10
+    notice = db.session.get(Notice, int(ref)) if is_id else None
     if notice is None:
         notice = notices.get_by_code(ref)
     if notice is None:
