@@ -330,8 +330,6 @@ def _save(form: NoticeForm, user: User, notice: Notice | None) -> tuple[Notice |
     form.remove_images.data = []
     if upload_errors:
         form.images.errors = [*list(form.images.errors or []), *upload_errors]
-    if not ok or upload_errors:
-        return None, kept
     data = NoticeInput(
         title=form.title.data or "",
         body=form.body.data or "",
@@ -343,6 +341,15 @@ def _save(form: NoticeForm, user: User, notice: Notice | None) -> tuple[Notice |
         pinned=bool(form.pinned.data),
         image_ids=[img.id for img in kept],
     )
+    if not ok or upload_errors:
+        # Say everything that is wrong at once, without saving anything.
+        try:
+            notices.validate(user, data)
+        except ValidationError as exc:
+            fresh = {k: v for k, v in exc.errors.items() if not getattr(form, k, None)
+                     or not getattr(form, k).errors}
+            form_errors(form, ValidationError(fresh))
+        return None, kept
     try:
         if notice is None:
             notice = notices.create(user, data)

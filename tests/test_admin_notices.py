@@ -286,6 +286,22 @@ def test_non_image_upload_is_refused_and_nothing_is_lost(
     assert filenames[0] in html(client.get(f"/admin/notices/{notice.id}"))
 
 
+def test_every_problem_is_named_at_once(
+    client: FlaskClient, auth: AuthActions, world: World
+) -> None:
+    auth.login("veditor")
+    data = notice_form(world, title="", duration_s="many")
+    data["images"] = [(io.BytesIO(b"GIF89a but not really"), "fake.gif")]
+    resp = create(client, data)
+    assert resp.status_code == 422
+    page = html(resp)
+    assert "fake.gif: The file is not a picture Cunping can read." in page
+    assert "A title is required." in page
+    assert "Not a valid integer value." in page
+    assert "Display time must be" not in page  # one message per field
+    assert notices.list_notices(world.village_editor)[1] == 0
+
+
 def test_removing_a_picture_on_edit(client: FlaskClient, auth: AuthActions, world: World) -> None:
     auth.login("veditor")
     data = notice_form(world)
