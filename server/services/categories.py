@@ -10,7 +10,7 @@ from sqlalchemy import select
 from server.extensions import db
 from server.models import Category, User
 from server.services import audit, permissions
-from server.services.errors import ValidationError
+from server.services.errors import NotFound, ValidationError
 
 KEY_RE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -66,3 +66,11 @@ STANDARD = [
     ("service", "便民服务", "Services", "#00838f", 50),
     ("notice", "通知公告", "Announcements", "#6a1b9a", 60),
 ]
+
+
+def get(category_id: int) -> Category:
+    """One category by id (added with the categories page)."""
+    category = db.session.get(Category, category_id)
+    if category is None:
+        raise NotFound(_("No category with id %(id)s.", id=category_id))
+    return category

@@ -112,3 +112,31 @@ def update(
     audit.record(actor, "region", region.id, "update", detail={"code": code, "name": name})
     db.session.commit()
     return region
+
+
+# --- reading for the admin pages (added with the regions page) -----------------------------
+
+
+def all_regions() -> list[Region]:
+    """Every region, parents before children (siblings in no particular order)."""
+    return list(db.session.scalars(select(Region).order_by(Region.depth, Region.code)))
+
+
+def visible_to(user: User) -> list[Region]:
+    """The regions `user` may look at in the admin: the whole forest for a system admin, else
+    every region inside one of their subtrees."""
+    if permissions.is_system_admin(user):
+        return all_regions()
+    return tree_for(user)
+
+
+def administered_by(user: User) -> list[Region]:
+    """The regions where `user` may add, change or grant: inside their ADMIN subtrees (the whole
+    forest for a system admin)."""
+    if permissions.is_system_admin(user):
+        return all_regions()
+    seen: dict[int, Region] = {}
+    for root in user.regions_for(Role.ADMIN):
+        for region in subtree(root):
+            seen.setdefault(region.id, region)
+    return list(seen.values())

@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Sequence
 
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import not_, or_, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from server.extensions import db
@@ -215,3 +215,49 @@ def revoke_token(actor: User, token: ApiToken) -> None:
     token.revoked_at = utcnow()
     audit.record(actor, "token", token.id, "revoke", detail={"prefix": token.prefix})
     db.session.commit()
+
+
+# --- reading and preferences for the admin pages (added with the users page) --------------
+
+LOCALES = ("zh", "en")
+
+
+def list_manageable(actor: User) -> list[User]:
+    """The users `actor` may manage (see `manageable`), by username. Admins only."""
+    if not actor.is_active or not actor.has_role(Role.ADMIN):
+        raise PermissionDenied(_("Only administrators manage users."))
+    stmt = select(User).order_by(User.username)
+    if not permissions.is_system_admin(actor):
+        roots = actor.regions_for(Role.ADMIN)
+        inside = or_(*[Region.path.startswith(root.path) for root in roots])
+        granted = select(RoleGrant.user_id).join(Region, RoleGrant.region_id == Region.id)
+        stmt = stmt.where(
+            User.id.in_(granted.where(inside)), User.id.not_in(granted.where(not_(inside)))
+        )
+    return list(db.session.scalars(stmt))
+
+
+def set_locale(user: User, locale: str | None) -> None:
+    """The user's interface language ("zh", "en"; empty: the default)."""
+    if locale and locale not in LOCALES:
+        raise ValidationError({"locale": _("Choose one of the offered languages.")})
+    user.locale = locale or None
+    db.session.commit()
+
+
+def get_token(token_id: int) -> ApiToken:
+    token = db.session.get(ApiToken, token_id)
+    if token is None:
+        raise NotFound(_("No API token with id %(id)s.", id=token_id))
+    return token
+
+
+def tokens_of(user: User) -> list[ApiToken]:
+    """A user's API tokens, newest first (revoked ones too: they are history)."""
+    return list(
+        db.session.scalars(
+            select(ApiToken)
+            .where(ApiToken.user_id == user.id)
+            .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+        )
+    )
