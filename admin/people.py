@@ -1,37 +1,557 @@
-"""Regions, users, API tokens, categories and the audit log."""
+"""Regions, users, the user's own account and API tokens, categories, and the audit log.
+
+The views only read forms and call server.services; the services check permissions (their
+PermissionDenied becomes the 403 page, or a message on the form that was being saved).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from werkzeug.wrappers import Response
+from wtforms import SelectChoice
+
 from admin import bp
-from admin.guards import login_required
+from admin.forms_people import (
+    EMPTY_GRANT_ROWS,
+    ROLE_LABELS,
+    AuditFilterForm,
+    CategoryForm,
+    LanguageForm,
+    PasswordForm,
+    RegionForm,
+    TokenForm,
+    UserCreateForm,
+    UserEditForm,
+)
+from admin.guards import form_errors, login_required, me
+from server.extensions import db
+from server.i18n import LANG_COOKIE
+from server.models import AuditEvent, Region, Role, RoleGrant, User
+from server.services import audit, categories, permissions, regions, users
+from server.services.errors import NotFound, PermissionDenied, ServiceError, ValidationError
+
+Page = str | tuple[str, int] | Response
+
+LEVEL_NAMES = {
+    "county": _l("County"),
+    "town": _l("Town"),
+    "village": _l("Village"),
+    "group": _l("Group"),
+}
+ENTITY_LABELS = {
+    "notice": _l("Notice"),
+    "user": _l("User"),
+    "region": _l("Region"),
+    "category": _l("Category"),
+    "token": _l("API token"),
+    "feedback": _l("Feedback"),
+    "login": _l("Login"),
+}
+# Offered as suggestions in the audit filter (any action may be typed).
+KNOWN_ACTIONS = (
+    "create", "edit", "revise", "reopen", "submit", "approve", "reject", "schedule", "publish",
+    "withdraw", "expire", "skip", "update", "password", "revoke", "activate", "deactivate",
+    "answer", "hide", "failed",
+)
 
 
-# Placeholders until the admin UI work fills them in (the nav links to them).
+@bp.app_template_filter("role_label")
+def role_label(role: Role | str) -> str:
+    return str(ROLE_LABELS.get(str(role), str(role)))
+
+
+@bp.app_template_filter("level_label")
+def level_label(region: Region) -> str:
+    return str(LEVEL_NAMES[region.level_name])
+
+
+def _failed(form: FlaskForm, exc: ServiceError) -> int:
+    """Undo what the service may have half-changed, and put its message on the form."""
+    db.session.rollback()
+    if isinstance(exc, ValidationError):
+        form_errors(form, exc)
+    else:
+        form.form_errors.append(exc.message)
+    return exc.status
+
+
+def _require_admin(user: User) -> None:
+    if not user.is_active or not user.has_role(Role.ADMIN):
+        raise PermissionDenied(_("Only administrators may do this."))
+
+
+# --- regions -------------------------------------------------------------------------------
+
+
+def _tree_order(nodes: Iterable[Region]) -> list[Region]:
+    """Parents before children, siblings by code; roots are the nodes whose parent is absent."""
+    nodes = list(nodes)
+    ids = {r.id for r in nodes}
+    children: dict[int | None, list[Region]] = {}
+    for r in nodes:
+        children.setdefault(r.parent_id if r.parent_id in ids else None, []).append(r)
+    out: list[Region] = []
+
+    def walk(parent_id: int | None) -> None:
+        for r in sorted(children.get(parent_id, []), key=lambda x: x.code):
+            out.append(r)
+            walk(r.id)
+
+    walk(None)
+    return out
+
+
+def _region_choices(nodes: Iterable[Region]) -> list[SelectChoice]:
+    ordered = _tree_order(nodes)
+    top = min((r.depth for r in ordered), default=0)
+    return [
+        SelectChoice(str(r.id), "\u3000" * (r.depth - top) + f"{r.name} ({r.code})")
+        for r in ordered
+    ]
+
+
+def _region_from(value: str | None) -> Region | None:
+    """The region a select sent (None for empty); NotFound for junk or unknown ids."""
+    if not value:
+        return None
+    if not value.isdigit():
+        raise NotFound(_("No region %(code)s.", code=value))
+    return regions.get(int(value))
+
+
 @bp.get("/regions")
 @login_required
-def region_list() -> str:
-    return "regions"
+def region_list() -> Page:
+    user = me()
+    tree = _tree_order(regions.visible_to(user))
+    top = min((r.depth for r in tree), default=0)
+    administered = {r.id for r in regions.administered_by(user)}
+    return render_template(
+        "admin/regions/list.html",
+        tree=tree,
+        top=top,
+        administered=administered,
+        can_add_root=permissions.is_system_admin(user),
+    )
+
+
+@bp.route("/regions/new", methods=["GET", "POST"])
+@login_required
+def region_new() -> Page:
+    user = me()
+    scope = regions.administered_by(user)
+    if not scope:
+        raise PermissionDenied(_("Only administrators may add regions."))
+    form = RegionForm()
+    choices = _region_choices(scope)
+    if permissions.is_system_admin(user):
+        choices.insert(0, SelectChoice("", _("(top level)")))
+    form.parent.choices = choices
+    if request.method == "GET" and request.args.get("parent"):
+        form.parent.data = request.args["parent"]
+    status = 200
+    if form.validate_on_submit():
+        try:
+            parent = _region_from(form.parent.data)
+            region = regions.create(user, form.code.data or "", form.name.data or "", parent)
+        except ServiceError as exc:
+            status = _failed(form, exc)
+        else:
+            flash(_("Region %(name)s added.", name=region.name), "info")
+            return redirect(url_for("admin.region_list"))
+    elif form.is_submitted():
+        status = 422
+    return render_template("admin/regions/form.html", form=form, region=None), status
+
+
+@bp.route("/regions/<int:region_id>/edit", methods=["GET", "POST"])
+@login_required
+def region_edit(region_id: int) -> Page:
+    user = me()
+    region = regions.get(region_id)
+    if not permissions.covers(user, Role.ADMIN, [region]):
+        raise PermissionDenied(
+            _("You may not change %(name)s: it is outside your regions.", name=region.name)
+        )
+    form = RegionForm()
+    if request.method == "GET":
+        form.code.data, form.name.data = region.code, region.name
+        form.parent.data = str(region.parent_id or "")
+    # Where it may move: inside the actor's regions but not inside itself; the current parent
+    # always stays on offer (a town admin may rename the town without moving it).
+    targets = [r for r in regions.administered_by(user) if not region.contains(r)]
+    if region.parent is not None and region.parent not in targets:
+        targets.append(region.parent)
+    choices = _region_choices(targets)
+    if region.parent is None:
+        choices.insert(0, SelectChoice("", _("(top level)")))
+    form.parent.choices = choices
+    status = 200
+    if form.validate_on_submit():
+        try:
+            parent = _region_from(form.parent.data)
+            regions.update(
+                user, region, code=form.code.data or "", name=form.name.data or "", parent=parent
+            )
+        except ServiceError as exc:
+            status = _failed(form, exc)
+        else:
+            flash(_("Region %(name)s saved.", name=region.name), "info")
+            return redirect(url_for("admin.region_list"))
+    elif form.is_submitted():
+        status = 422
+    return render_template("admin/regions/form.html", form=form, region=region), status
+
+
+# --- users ---------------------------------------------------------------------------------
+
+
+def _grant_rows(form: UserCreateForm | UserEditForm, scope: list[Region]) -> None:
+    choices = [SelectChoice("", "—"), *_region_choices(scope)]
+    for row in form.grants:
+        row.form.region.choices = choices
+
+
+def _grants_from(form: UserCreateForm | UserEditForm) -> list[tuple[Role, Region]] | None:
+    """The role grants typed into the rows (duplicates dropped), or None with row errors."""
+    grants: list[tuple[Role, Region]] = []
+    ok = True
+    for row in form.grants:
+        role, region_value = row.form.role.data, row.form.region.data
+        if not role:
+            continue
+        if not region_value:
+            row.form.region.errors = [_("Choose a region for this role.")]
+            ok = False
+            continue
+        try:
+            region = _region_from(region_value)
+        except NotFound as exc:
+            row.form.region.errors = [exc.message]
+            ok = False
+            continue
+        assert region is not None
+        if (Role(role), region) not in grants:
+            grants.append((Role(role), region))
+    return grants if ok else None
 
 
 @bp.get("/users")
 @login_required
-def user_list() -> str:
-    return "users"
+def user_list() -> Page:
+    people = users.list_manageable(me())
+    return render_template("admin/users/list.html", people=people)
 
 
-@bp.get("/categories")
+@bp.route("/users/new", methods=["GET", "POST"])
 @login_required
-def category_list() -> str:
-    return "categories"
+def user_new() -> Page:
+    actor = me()
+    _require_admin(actor)
+    form = UserCreateForm()
+    _grant_rows(form, regions.administered_by(actor))
+    status = 200
+    if form.validate_on_submit():
+        grants = _grants_from(form)
+        if grants is None:
+            status = 422
+        elif not grants and not permissions.is_system_admin(actor):
+            form.form_errors.append(_("Give the user at least one role inside your regions."))
+            status = 422
+        else:
+            try:
+                user = users.create(
+                    actor,
+                    form.username.data or "",
+                    form.password.data or "",
+                    display_name=form.display_name.data or "",
+                    grants=grants,
+                )
+            except ServiceError as exc:
+                status = _failed(form, exc)
+            else:
+                flash(_("User %(name)s created.", name=user.username), "info")
+                return redirect(url_for("admin.user_list"))
+    elif form.is_submitted():
+        status = 422
+    return render_template("admin/users/form.html", form=form, person=None), status
 
 
-@bp.get("/audit")
+@bp.route("/users/<int:user_id>/edit", methods=["GET", "POST"])
 @login_required
-def audit_log() -> str:
-    return "audit"
+def user_edit(user_id: int) -> Page:
+    actor = me()
+    _require_admin(actor)
+    person = users.get(user_id)
+    if not users.manageable(actor, person):
+        raise PermissionDenied(_("You may not change this user."))
+    if request.method == "POST":
+        form = UserEditForm()
+    else:
+        rows: list[dict[str, Any]] = [
+            {"role": g.role.value, "region": str(g.region_id)} for g in person.grants
+        ]
+        rows += [{"role": "", "region": ""}] * max(2, EMPTY_GRANT_ROWS - len(rows))
+        form = UserEditForm(display_name=person.display_name, active=person.active, grants=rows)
+    scope = regions.administered_by(actor)
+    scope += [g.region for g in person.grants if g.region not in scope]
+    _grant_rows(form, scope)
+    status = 200
+    if form.validate_on_submit():
+        grants = _grants_from(form)
+        if grants is None:
+            status = 422
+        else:
+            try:
+                users.update(
+                    actor,
+                    person,
+                    display_name=form.display_name.data or "",
+                    active=bool(form.active.data),
+                    grants=grants,
+                    password=form.password.data or "",
+                )
+            except ServiceError as exc:
+                status = _failed(form, exc)
+            else:
+                flash(_("User %(name)s saved.", name=person.username), "info")
+                return redirect(url_for("admin.user_list"))
+    elif form.is_submitted():
+        status = 422
+    return render_template("admin/users/form.html", form=form, person=person), status
+
+
+# --- my account and API tokens -------------------------------------------------------------
+
+
+def _account_page(
+    *,
+    password_form: PasswordForm | None = None,
+    language_form: LanguageForm | None = None,
+    token_form: TokenForm | None = None,
+    new_secret: str | None = None,
+    status: int = 200,
+) -> tuple[str, int]:
+    user = me()
+    return render_template(
+        "admin/account/index.html",
+        user=user,
+        password_form=password_form or PasswordForm(formdata=None),
+        language_form=language_form or LanguageForm(formdata=None, locale=user.locale or "zh"),
+        token_form=token_form or TokenForm(formdata=None),
+        tokens=users.tokens_of(user),
+        new_secret=new_secret,
+    ), status
 
 
 @bp.get("/account")
 @login_required
-def account() -> str:
-    return "account"
+def account() -> Page:
+    return _account_page()
+
+
+@bp.post("/account/password")
+@login_required
+def account_password() -> Page:
+    form = PasswordForm()
+    if not form.validate_on_submit():
+        return _account_page(password_form=form, status=422)
+    try:
+        users.change_password(me(), form.old_password.data or "", form.password.data or "")
+    except ServiceError as exc:
+        return _account_page(password_form=form, status=_failed(form, exc))
+    flash(_("Your password is changed."), "info")
+    return redirect(url_for("admin.account"))
+
+
+@bp.post("/account/language")
+@login_required
+def account_language() -> Page:
+    form = LanguageForm()
+    if not form.validate_on_submit():
+        return _account_page(language_form=form, status=422)
+    try:
+        users.set_locale(me(), form.locale.data)
+    except ServiceError as exc:
+        return _account_page(language_form=form, status=_failed(form, exc))
+    response = redirect(url_for("admin.account"))
+    # The language cookie (from ?lang=) wins over the stored setting: make it agree.
+    response.set_cookie(LANG_COOKIE, form.locale.data or "zh", max_age=365 * 86400,
+                        samesite="Lax")
+    return response
+
+
+@bp.post("/account/tokens")
+@login_required
+def account_token_new() -> Page:
+    form = TokenForm()
+    if not form.validate_on_submit():
+        return _account_page(token_form=form, status=422)
+    try:
+        token, secret = users.create_token(me(), form.name.data or "")
+    except ServiceError as exc:
+        return _account_page(token_form=form, status=_failed(form, exc))
+    flash(_("API token %(name)s created.", name=token.name), "info")
+    # Rendered, not redirected: the secret is shown this once and stored nowhere.
+    return _account_page(new_secret=secret, status=201)
+
+
+@bp.post("/account/tokens/<int:token_id>/revoke")
+@login_required
+def account_token_revoke(token_id: int) -> Page:
+    form = FlaskForm()
+    if not form.validate_on_submit():
+        abort(400)
+    token = users.get_token(token_id)
+    if token.revoked_at is None:
+        users.revoke_token(me(), token)
+        flash(_("API token %(name)s revoked.", name=token.name), "info")
+    return redirect(url_for("admin.account"))
+
+
+# --- categories ----------------------------------------------------------------------------
+
+
+def _category_page(form: CategoryForm | None = None, status: int = 200) -> tuple[str, int]:
+    return render_template(
+        "admin/categories/list.html",
+        items=categories.all_(),
+        form=form or CategoryForm(formdata=None),
+        may_change=permissions.is_system_admin(me()),
+    ), status
+
+
+@bp.get("/categories")
+@login_required
+def category_list() -> Page:
+    return _category_page()
+
+
+@bp.post("/categories")
+@login_required
+def category_new() -> Page:
+    actor = me()
+    permissions.require_system_admin(actor)
+    form = CategoryForm()
+    if not form.validate_on_submit():
+        return _category_page(form, 422)
+    try:
+        category = categories.create(
+            actor,
+            (form.key.data or "").strip(),
+            form.name.data or "",
+            form.name_en.data or "",
+            (form.color.data or "").lower(),
+        )
+    except ServiceError as exc:
+        return _category_page(form, _failed(form, exc))
+    flash(_("Category %(name)s added.", name=category.name), "info")
+    return redirect(url_for("admin.category_list"))
+
+
+@bp.post("/categories/<int:category_id>/active")
+@login_required
+def category_set_active(category_id: int) -> Response:
+    actor = me()
+    permissions.require_system_admin(actor)
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    category = categories.get(category_id)
+    active = request.form.get("active") == "1"
+    categories.set_active(actor, category, active)
+    flash(
+        _("Category %(name)s is active.", name=category.name)
+        if active
+        else _("Category %(name)s is deactivated.", name=category.name),
+        "info",
+    )
+    return redirect(url_for("admin.category_list"))
+
+
+# --- audit log -----------------------------------------------------------------------------
+
+
+def _utc_start(day: date) -> datetime:
+    """The start of a local calendar day as naive UTC (what the database stores)."""
+    zone = ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])
+    return datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC).replace(tzinfo=None)
+
+
+def _entity_link(event: AuditEvent) -> str | None:
+    if event.entity_id is None:
+        return None
+    if event.entity == "notice":
+        return f"{url_for('admin.notice_list')}/{event.entity_id}"
+    if event.entity == "feedback" and isinstance(event.detail.get("notice"), int):
+        return f"{url_for('admin.notice_list')}/{event.detail['notice']}"
+    if event.entity == "user":
+        return url_for("admin.user_edit", user_id=event.entity_id)
+    if event.entity == "region":
+        return url_for("admin.region_edit", region_id=event.entity_id)
+    if event.entity == "category":
+        return url_for("admin.category_list")
+    return None
+
+
+def _detail_text(detail: dict[str, Any]) -> str:
+    """`key: value · key: value`, lists joined, long values cut."""
+    parts = []
+    for key, value in (detail or {}).items():
+        if isinstance(value, list | tuple):
+            value = ", ".join(str(v) for v in value)
+        text = str(value)
+        parts.append(f"{key}: {text[:80]}{'…' if len(text) > 80 else ''}")
+    return " · ".join(parts)
+
+
+@bp.get("/audit")
+@login_required
+def audit_log() -> Page:
+    actor = me()
+    _require_admin(actor)
+    form = AuditFilterForm(request.args)
+    form.entity.choices = [
+        SelectChoice("", _("All")),
+        *(SelectChoice(k, str(v)) for k, v in ENTITY_LABELS.items()),
+    ]
+    try:
+        page = max(1, int(request.args.get("page", "1")))
+    except ValueError:
+        page = 1
+    filters: dict[str, Any] = {}
+    if form.validate():  # bad filters (an unknown entity, a malformed date) show as errors
+        since, until = form.since.data, form.until.data
+        filters = {
+            "entity": form.entity.data or None,
+            "action": (form.action.data or "").strip() or None,
+            "username": (form.username.data or "").strip() or None,
+            "since": _utc_start(since) if since else None,
+            "until": _utc_start(until + timedelta(days=1)) if until else None,
+        }
+    result = audit.search(actor, page=page, **filters)
+    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    return render_template(
+        "admin/audit/list.html",
+        form=form,
+        result=result,
+        rows=[(e, _entity_link(e), _detail_text(e.detail)) for e in result.events],
+        entity_labels=ENTITY_LABELS,
+        known_actions=KNOWN_ACTIONS,
+        page_url=lambda n: url_for("admin.audit_log", page=n, **args),
+    )
+
+
+def grant_text(grant: RoleGrant) -> str:
+    """'Editor @ 柳河镇'."""
+    return f"{role_label(grant.role)} @ {grant.region.name}"
+
+
+bp.add_app_template_filter(grant_text, "grant_text")
