@@ -506,8 +506,8 @@ def _detail_text(detail: dict[str, Any]) -> str:
     parts = []
     for key, value in (detail or {}).items():
         if isinstance(value, list | tuple):
-            value = ", ".join(str(v) for v in value)
-        text = str(value)
+            value = ", ".join(str(v) for v in value) or "—"
+        text = "—" if value is None or value == "" else str(value)
         parts.append(f"{key}: {text[:80]}{'…' if len(text) > 80 else ''}")
     return " · ".join(parts)
 
