@@ -259,13 +259,21 @@ def user_new() -> Page:
     form = UserCreateForm()
     _grant_rows(form, regions.administered_by(actor))
     status = 200
-    if form.validate_on_submit():
+    if form.is_submitted():
+        valid = form.validate_on_submit()
         grants = _grants_from(form)
-        if grants is None:
-            status = 422
+        status = 422
+        if not valid or grants is None:
+            # Name every problem in one go: the service's checks on the fields that passed
+            # the form's own, as well as the grant rows.
+            found = users.new_user_errors(
+                form.username.data or "", form.password.data or "", form.display_name.data or ""
+            )
+            found = {k: v for k, v in found.items() if not getattr(form, k).errors}
+            if found:
+                form_errors(form, ValidationError(found))
         elif not grants and not permissions.is_system_admin(actor):
             form.form_errors.append(_("Give the user at least one role inside your regions."))
-            status = 422
         else:
             try:
                 user = users.create(
@@ -280,8 +288,6 @@ def user_new() -> Page:
             else:
                 flash(_("User %(name)s created.", name=user.username), "info")
                 return redirect(url_for("admin.user_list"))
-    elif form.is_submitted():
-        status = 422
     return render_template("admin/users/form.html", form=form, person=None), status
 
 
@@ -537,7 +543,7 @@ def audit_log() -> Page:
             "until": _utc_start(until + timedelta(days=1)) if until else None,
         }
     result = audit.search(actor, page=page, **filters)
-    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    args: dict[str, Any] = {k: v for k, v in request.args.items() if k != "page" and v}
     return render_template(
         "admin/audit/list.html",
         form=form,

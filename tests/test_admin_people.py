@@ -196,6 +196,22 @@ def test_short_password_is_shown_on_the_form(
     assert users.by_username("liuhe2") is None
 
 
+def test_every_problem_is_named_at_once(
+    client: FlaskClient, world: World, auth: AuthActions
+) -> None:
+    auth.login("admin")
+    response = client.post(
+        "/admin/users/new",
+        data=_new_user_form(
+            client, username="veditor", password="short", **{"grants-0-role": "editor"}
+        ),
+    )
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "is taken" in html and "at least 8 characters" in html
+    assert "Choose a region for this role." in html
+
+
 # --- regions -------------------------------------------------------------------------------
 
 

@@ -68,6 +68,22 @@ def _check_grants(actor: User | None, grants: Sequence[tuple[Role, Region]]) -> 
             )
 
 
+def new_user_errors(username: str, password: str, display_name: str = "") -> dict[str, str]:
+    """What is wrong with these fields for a new user (empty when nothing): `create` checks
+    the same, and a form can ask first to name every problem at once."""
+    errors: dict[str, str] = {}
+    username = (username or "").strip()
+    if not USERNAME_RE.match(username):
+        errors["username"] = _("3–64 letters, digits, '.', '_' or '-'.")
+    elif by_username(username) is not None:
+        errors["username"] = _("The username %(name)s is taken.", name=username)
+    if (msg := _check_password(password)) is not None:
+        errors["password"] = msg
+    if len(display_name or "") > 80:
+        errors["display_name"] = _("At most %(max)s characters.", max=80)
+    return errors
+
+
 def create(
     actor: User | None,
     username: str,
@@ -79,16 +95,8 @@ def create(
     """Add a user. `actor` None is the CLI (create-admin, demo)."""
     if actor is not None and not actor.has_role(Role.ADMIN):
         raise PermissionDenied(_("Only administrators manage users."))
-    errors: dict[str, str] = {}
     username = (username or "").strip()
-    if not USERNAME_RE.match(username):
-        errors["username"] = _("3–64 letters, digits, '.', '_' or '-'.")
-    elif by_username(username) is not None:
-        errors["username"] = _("The username %(name)s is taken.", name=username)
-    if (msg := _check_password(password)) is not None:
-        errors["password"] = msg
-    if len(display_name) > 80:
-        errors["display_name"] = _("At most %(max)s characters.", max=80)
+    errors = new_user_errors(username, password, display_name)
     if errors:
         raise ValidationError(errors)
     _check_grants(actor, grants)
