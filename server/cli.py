@@ -84,6 +84,7 @@ def create_admin(
     from server.services import regions, users
     from server.services.errors import ServiceError
 
+    _upgrade()  # the first setup may come before the first `serve`
     try:
         if county_code:
             region = regions.create(None, county_code, county_name or county_code)

@@ -302,3 +302,26 @@ def test_demo_serve_answers_healthz(tmp_path: Path) -> None:
         output, _ = proc.communicate(timeout=30)
     assert "Demo county ready." in output
     assert f"http://127.0.0.1:{port}/admin/" in output
+
+
+def test_create_admin_on_a_fresh_instance(tmp_path: Path) -> None:
+    """The first command of a new installation: it creates the database as well."""
+    result = subprocess.run(
+        [
+            str(CUNPING),
+            "create-admin",
+            "boss",
+            "--county-code",
+            "371312",
+            "--county-name",
+            "河东区",
+        ],
+        env=_env(tmp_path, CUNPING_ADMIN_PASSWORD="a-long-password"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Created administrator boss for 河东区 (371312)." in result.stdout
+    assert (tmp_path / "instance" / "cunping.db").exists()
