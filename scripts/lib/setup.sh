@@ -33,9 +33,22 @@ apt_install() {
         fi
     fi
     say "Installing Debian packages: ${missing[*]}"
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-        --no-install-recommends "${missing[@]}"
+    # Keep the packages' own services (PostgreSQL, Redis, nginx) from starting: the tests start
+    # their own, and a busy port 80 would make nginx's installation fail.
+    local policy=/usr/sbin/policy-rc.d added_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod 755 "$policy"
+        added_policy=1
+    fi
+    local status=0
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+            --no-install-recommends "${missing[@]}" || status=$?
+    if [ -n "$added_policy" ]; then
+        "${sudo[@]}" rm -f "$policy"
+    fi
+    return "$status"
 }
 
 # Create .venv (Python 3.11+) and install the project with EXTRA, unless already done for
