@@ -284,7 +284,9 @@ def test_non_image_upload_is_refused_and_nothing_is_lost(
     notice = notices.get_by_id(notice_id_from(resp))
     assert [img.filename for img in notice.current.images] == filenames
     assert f'src="/media/{filenames[0]}"' in html(client.get(f"/admin/notices/{notice.id}"))
-    assert client.get(f"/media/{filenames[0]}").status_code == 200
+    picture = client.get(f"/media/{filenames[0]}")
+    assert picture.status_code == 200 and picture.mimetype == "image/jpeg"
+    picture.close()
 
 
 def test_every_problem_is_named_at_once(
