@@ -586,13 +586,8 @@ def review_queue() -> str:
 
 
 def _feedback_item(user: User, feedback_id: int) -> Feedback:
-    """A question the user may handle (found through the service's inbox, which applies the
-    permission rules)."""
-    for status in ("open", None):
-        for item in feedback.inbox(user, status):
-            if item.id == feedback_id:
-                return item
-    raise NotFound(_("No question %(id)s among those you may answer.", id=feedback_id))
+    """A question the user may handle (the service applies the permission rules)."""
+    return feedback.get_for(user, feedback_id)
 
 
 @bp.get("/feedback")

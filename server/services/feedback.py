@@ -11,7 +11,7 @@ from server.extensions import db
 from server.models import Feedback, Notice, User
 from server.models.base import utcnow
 from server.services import audit, notices
-from server.services.errors import Conflict, PermissionDenied, ValidationError
+from server.services.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from server.services.markup import clean_text
 
 BODY_MIN, BODY_MAX = 5, 500
@@ -73,6 +73,15 @@ def submit(
     )
     db.session.add(item)
     db.session.commit()
+    return item
+
+
+def get_for(actor: User, feedback_id: int) -> Feedback:
+    """A question the actor may answer or moderate (NotFound otherwise, so that questions on
+    other regions' notices are not even confirmed to exist)."""
+    item = db.session.get(Feedback, feedback_id)
+    if item is None or not notices.can(actor, "answer", item.notice):
+        raise NotFound(_("No question %(id)s among those you may answer.", id=feedback_id))
     return item
 
 
