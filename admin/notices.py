@@ -334,7 +334,7 @@ def _save(form: NoticeForm, user: User, notice: Notice | None) -> tuple[Notice |
         title=form.title.data or "",
         body=form.body.data or "",
         category=form.category.data or None,
-        targets=list(form.targets.data or []),
+        targets=[int(x) for x in form.targets.data or [] if str(x).isdigit()],
         publish_at=_utc(form.publish_at.data),
         expire_at=_utc(form.expire_at.data),
         duration_s=form.duration_s.data if form.duration_s.data is not None else -1,

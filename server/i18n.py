@@ -32,6 +32,12 @@ def init_app(app: Flask) -> None:
         default_translation_directories=os.path.join(os.path.dirname(__file__), "translations"),
     )
 
+    @app.before_request
+    def _fresh_locale() -> None:
+        # Flask-Babel caches the locale on `g`, which lives as long as the app context; when one
+        # context spans several requests (tests, CLI-driven calls) each request must choose anew.
+        g.pop("_flask_babel", None)
+
     @app.after_request
     def _remember_language(response):  # type: ignore[no-untyped-def]
         lang = request.args.get("lang")
@@ -41,5 +47,5 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def _locale() -> dict[str, str]:
-        lang = getattr(g, "_lang", None) or select_locale()
+        lang = select_locale()
         return {"current_lang": lang, "html_lang": "zh-CN" if lang == "zh" else "en"}

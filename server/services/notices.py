@@ -53,7 +53,7 @@ class NoticeInput:
     title: str = ""
     body: str = ""
     category: str | int | None = None  # key or id
-    targets: Sequence[str | int] = field(default_factory=list)  # region codes or ids
+    targets: Sequence[str | int] = field(default_factory=list)  # region ids (int) or codes (str)
     publish_at: datetime | None = None  # naive UTC; None: as soon as it is published
     expire_at: datetime | None = None  # naive UTC; None: never
     duration_s: int = 20
@@ -194,14 +194,11 @@ def _resolve_regions(values: Sequence[str | int]) -> tuple[list[Region], list[st
     found: list[Region] = []
     missing: list[str] = []
     for value in values:
-        if isinstance(value, int) or (
-            isinstance(value, str) and value.isdigit() and len(value) < 9
-        ):
-            region = db.session.get(Region, int(value))
-            if region is None:  # a short numeric code rather than an id
-                region = db.session.scalar(select(Region).where(Region.code == str(value)))
+        # An int is a region id (forms), a string is a region code (the API, the CLI, people).
+        if isinstance(value, int):
+            region = db.session.get(Region, value)
         else:
-            region = db.session.scalar(select(Region).where(Region.code == str(value)))
+            region = db.session.scalar(select(Region).where(Region.code == str(value).strip()))
         if region is None:
             missing.append(str(value))
         elif region not in found:
