@@ -316,9 +316,7 @@ def test_notice_is_inside_only_when_every_target_is(world: World, ops: Operators
     assert "前王庄村" not in exc.value.errors["targets"]
 
 
-def test_county_wide_notice_is_visible_below_but_not_editable(
-    world: World, ops: Operators
-) -> None:
+def test_county_wide_notice_is_visible_below_but_not_editable(world: World, ops: Operators) -> None:
     n = ops.notice("C0", "published")
     for user in (world.town_editor, world.village_editor, world.village_reviewer):
         assert notices.can(user, "view", n), user.username
