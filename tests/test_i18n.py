@@ -14,13 +14,15 @@ import io
 import re
 from pathlib import Path
 
-import flask_babel
 from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.conftest import AuthActions, World
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOG = ROOT / "server" / "translations" / "zh" / "LC_MESSAGES"
@@ -97,9 +99,7 @@ def test_default_language_is_chinese_and_english_is_available(app: Flask) -> Non
     client = app.test_client()
     zh = client.get("/admin/login").get_data(as_text=True)
     assert 'lang="zh-CN"' in zh and "登录" in zh and "Log in" not in zh
-    # The test app keeps one app context open across requests, and Flask-Babel caches the
-    # locale there; a real server starts every request afresh.
-    flask_babel.refresh()
+    # The same client and app context: each request chooses its language anew.
     en = client.get("/admin/login?lang=en").get_data(as_text=True)
     assert 'lang="en"' in en and "Log in" in en and "登录" not in en
 
@@ -107,3 +107,16 @@ def test_default_language_is_chinese_and_english_is_available(app: Flask) -> Non
 def test_residents_page_is_chinese_by_default(app: Flask) -> None:
     html = app.test_client().get("/").get_data(as_text=True)
     assert "村务公告" in html and "Village notices" not in html
+
+
+def test_language_choice_is_remembered_and_messages_follow_it(
+    client: FlaskClient, auth: AuthActions, world: World
+) -> None:
+    wrong = auth.login(world.admin.username, "not the password").get_data(as_text=True)
+    assert "用户名或密码错误。" in wrong
+    client.get("/admin/login?lang=en")  # the cookie keeps the choice
+    assert "Log in" in client.get("/admin/login").get_data(as_text=True)
+    wrong = auth.login(world.admin.username, "not the password").get_data(as_text=True)
+    assert "Wrong username or password." in wrong and "用户名" not in wrong
+    back = client.get("/admin/login?lang=zh").get_data(as_text=True)
+    assert 'lang="zh-CN"' in back and "登录" in back
