@@ -56,6 +56,9 @@ class Config:
     WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session: editors write slowly.
 
     SECRET_KEY = os.environ.get("SECRET_KEY", "")
+    # How many reverse proxies (nginx) stand in front: their X-Forwarded-* headers are trusted
+    # so rate limits and counts see residents' addresses, not the proxy's.
+    PROXY_COUNT = _env_int("CUNPING_PROXY_COUNT", 0)
 
 
 def finish_config(config: dict[str, Any], instance_path: str) -> None:

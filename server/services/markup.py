@@ -17,7 +17,10 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 @lru_cache(maxsize=1)
 def _parser() -> MarkdownIt:
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    # breaks: a single newline is a line break, as editors who type Chinese notices expect.
+    md = MarkdownIt(
+        "commonmark", {"html": False, "linkify": False, "typographer": False, "breaks": True}
+    )
     md.enable("table")
     md.enable("strikethrough")
     md.disable("image")  # no remote images: pictures are uploaded and checked
