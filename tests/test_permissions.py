@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from flask_babel import gettext as _
 
 from server.extensions import db
 from server.models import Notice, NoticeStatus, Region, Role, User
@@ -226,8 +227,9 @@ def test_reviewer_cannot_approve_own_submission(world: World) -> None:
     n = notices.create(both, data(["V11"]))
     notices.submit(both, n)
     assert not notices.can(both, "approve", n)
-    with pytest.raises(PermissionDenied, match="yourself"):
+    with pytest.raises(PermissionDenied) as exc:
         notices.approve(both, n)
+    assert exc.value.message == _("You cannot approve a notice you submitted yourself.")
     with pytest.raises(PermissionDenied):
         notices.reject(both, n, "自己驳回自己")
     assert n.status == NoticeStatus.SUBMITTED
