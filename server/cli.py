@@ -110,7 +110,10 @@ def create_admin(
 def _make_app() -> Flask:
     from server import create_app
 
-    return create_app()
+    try:
+        return create_app()
+    except RuntimeError as exc:  # a configuration problem: say it plainly, no traceback
+        raise click.ClickException(str(exc)) from None
 
 
 cli = FlaskGroup(
