@@ -22,13 +22,8 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
-from server.models import Role
+from server.labels import ROLE_LABELS
 
-ROLE_LABELS = {
-    Role.ADMIN.value: _l("Administrator"),
-    Role.EDITOR.value: _l("Editor"),
-    Role.REVIEWER.value: _l("Reviewer"),
-}
 EMPTY_GRANT_ROWS = 4
 
 

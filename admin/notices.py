@@ -20,6 +20,7 @@ from werkzeug.wrappers import Response
 from admin import bp
 from admin.forms import ActionForm, AnswerForm, HideForm, NoticeForm, ReasonForm
 from admin.guards import form_errors, login_required, me
+from server.labels import ACTION_LABELS, STATUS_LABELS
 from server.models import (
     Category,
     Feedback,
@@ -47,19 +48,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 PER_PAGE = 30
 FEEDBACK_TABS = ("open", "answered", "hidden")
 
-# Labels for states; literal here so that the translation catalogue picks them up.
-STATUS_LABELS = {
-    "draft": _l("Draft"),
-    "submitted": _l("Awaiting review"),
-    "approved": _l("Approved"),
-    "scheduled": _l("Scheduled"),
-    "published": _l("Published"),
-    "expired": _l("Expired"),
-    "withdrawn": _l("Withdrawn"),
-    "live": _l("Live"),
-    "superseded": _l("Replaced"),
-    "pending_review": _l("Awaiting review (incl. edits)"),
-}
 # What the list says about a new revision of a notice that is already live.
 PENDING_EDIT_LABELS = {
     "draft": _l("edit in draft"),
@@ -67,21 +55,7 @@ PENDING_EDIT_LABELS = {
     "approved": _l("edit approved"),
     "scheduled": _l("edit scheduled"),
 }
-ACTION_LABELS = {
-    "create": _l("created"),
-    "edit": _l("edited"),
-    "revise": _l("new revision"),
-    "reopen": _l("back to draft"),
-    "submit": _l("submitted for review"),
-    "approve": _l("approved"),
-    "reject": _l("rejected"),
-    "schedule": _l("scheduled"),
-    "publish": _l("published"),
-    "withdraw": _l("withdrawn"),
-    "expire": _l("expired"),
-    "skip": _l("not published (expired first)"),
-}
-FEEDBACK_LABELS = {"open": _l("Open"), "answered": _l("Answered"), "hidden": _l("Hidden")}
+FEEDBACK_LABELS = {"open": _l("Unanswered"), "answered": _l("Answered"), "hidden": _l("Hidden")}
 
 
 # --- helpers for templates -----------------------------------------------------------------

@@ -514,12 +514,13 @@ def test_audit_lists_notice_transitions(
     auth.login("admin")
     html = client.get("/admin/audit?entity=notice&lang=en").get_data(as_text=True)
     assert f'href="/admin/notices/{notice_id}"' in html
-    assert "<code>submit</code>" in html and "draft → submitted" in html
+    assert "<td>submitted for review</td>" in html and "Draft → Awaiting review" in html
     assert "veditor" in html
     only_submits = client.get("/admin/audit?action=submit").get_data(as_text=True)
-    assert "<code>submit</code>" in only_submits and "<code>create</code>" not in only_submits
+    assert "<td>submitted for review</td>" in only_submits
+    assert "<td>created</td>" not in only_submits
     nobody = client.get("/admin/audit?username=treviewer").get_data(as_text=True)
-    assert "<code>submit</code>" not in nobody
+    assert "<td>submitted for review</td>" not in nobody
 
 
 def test_audit_date_range_and_bad_filters(

@@ -20,6 +20,7 @@ from sqlalchemy.orm import aliased
 
 from server import signals
 from server.extensions import db
+from server.labels import STATUS_LABELS, VERB_LABELS, label
 from server.models import (
     Category,
     Image,
@@ -380,7 +381,11 @@ def _pending(notice: Notice, state: RevisionState, action: str) -> Revision:
     if rev is None or rev.state != state:
         have = rev.state if rev is not None else notice.status
         raise Conflict(
-            _("Cannot %(action)s: the notice is %(state)s.", action=_(action), state=_(str(have)))
+            _(
+                "Cannot %(action)s: the notice is %(state)s.",
+                action=label(VERB_LABELS, action),
+                state=label(STATUS_LABELS, have),
+            )
         )
     return rev
 
@@ -455,8 +460,8 @@ def reject(actor: User, notice: Notice, reason: str) -> Revision:
         raise Conflict(
             _(
                 "Cannot %(action)s: the notice is %(state)s.",
-                action=_("reject"),
-                state=_(str(rev.state if rev else notice.status)),
+                action=label(VERB_LABELS, "reject"),
+                state=label(STATUS_LABELS, rev.state if rev else notice.status),
             )
         )
     old_rev = rev.state
@@ -556,8 +561,8 @@ def withdraw(actor: User, notice: Notice, reason: str) -> Notice:
         raise Conflict(
             _(
                 "Cannot %(action)s: the notice is %(state)s.",
-                action=_("withdraw"),
-                state=_(str(notice.status)),
+                action=label(VERB_LABELS, "withdraw"),
+                state=label(STATUS_LABELS, notice.status),
             )
         )
     old = notice.status

@@ -13,6 +13,7 @@ from sqlalchemy import not_, or_, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from server.extensions import db
+from server.labels import ROLE_LABELS, label
 from server.models import ApiToken, Region, Role, RoleGrant, User
 from server.models.base import utcnow
 from server.services import audit, permissions
@@ -62,7 +63,7 @@ def _check_grants(actor: User | None, grants: Sequence[tuple[Role, Region]]) -> 
             raise PermissionDenied(
                 _(
                     "You may not grant %(role)s on %(region)s: it is outside your regions.",
-                    role=_(role.value),
+                    role=label(ROLE_LABELS, role.value),
                     region=region.name,
                 )
             )

@@ -1,0 +1,55 @@
+"""Names of states, actions and roles as people read them. Literal here so that the
+translation catalogue picks them up; services, admin and API all use these."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+
+STATUS_LABELS = {
+    "draft": _l("Draft"),
+    "submitted": _l("Awaiting review"),
+    "approved": _l("Approved"),
+    "scheduled": _l("Scheduled"),
+    "published": _l("Published"),
+    "expired": _l("Expired"),
+    "withdrawn": _l("Withdrawn"),
+    "live": _l("Live"),
+    "superseded": _l("Replaced"),
+    "pending_review": _l("Awaiting review (incl. edits)"),
+}
+
+# Verbs for "Cannot %(action)s: ..." messages.
+VERB_LABELS = {
+    "submit": _l("submit"),
+    "approve": _l("approve"),
+    "reject": _l("reject"),
+    "publish": _l("publish"),
+    "withdraw": _l("withdraw"),
+}
+
+# What the audit log and history say happened.
+ACTION_LABELS = {
+    "create": _l("created"),
+    "edit": _l("edited"),
+    "revise": _l("new revision"),
+    "reopen": _l("back to draft"),
+    "submit": _l("submitted for review"),
+    "approve": _l("approved"),
+    "reject": _l("rejected"),
+    "schedule": _l("scheduled"),
+    "publish": _l("published"),
+    "withdraw": _l("withdrawn"),
+    "expire": _l("expired"),
+    "skip": _l("not published (expired first)"),
+}
+
+ROLE_LABELS = {
+    "admin": _l("Administrator"),
+    "editor": _l("Editor"),
+    "reviewer": _l("Reviewer"),
+}
+
+
+def label(table: dict[str, object], key: object) -> str:
+    """The label for `key`, or the key itself when the table has none."""
+    return str(table.get(str(key), key))
