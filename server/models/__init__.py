@@ -12,21 +12,26 @@ from server.models.notices import (
     ScanEvent,
 )
 from server.models.regions import Region
+from server.models.screens import Counter, PairingRequest, RegionRevision, Screen
 from server.models.users import ApiToken, Role, RoleGrant, User
 
 __all__ = [
     "ApiToken",
     "AuditEvent",
     "Category",
+    "Counter",
     "Feedback",
     "Image",
     "Notice",
     "NoticeStatus",
+    "PairingRequest",
     "Region",
+    "RegionRevision",
     "Revision",
     "RevisionState",
     "Role",
     "RoleGrant",
     "ScanEvent",
+    "Screen",
     "User",
 ]
