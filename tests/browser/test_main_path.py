@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from server.demo import PASSWORD
-from tests.browser.conftest import LiveServer
+from tests.live import LiveServer
 
 pytestmark = pytest.mark.browser
 
