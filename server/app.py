@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from server import auth, cli, errors, i18n, scheduler
+from server import auth, cli, errors, i18n, realtime, scheduler
 from server.config import Config, finish_config
 from server.extensions import csrf, db, limiter, migrate
 
@@ -45,6 +45,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     cli.init_app(app)
     scheduler.init_app(app)
+    realtime.init_app(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         with app.app_context():
             _sqlite_pragmas()

@@ -9,5 +9,15 @@ from blinker import Namespace
 
 _signals = Namespace()
 
-#: sent with `notice_ids` (list[int]) and `reason` after notices change what residents see
+#: sent with `notice_ids` (list[int]) and `reason` after notices change what residents see;
+#: also `region_ids` (the regions whose screens are affected: old and new targets), `revision`
+#: (the highest revision of the change) and `changes` (per notice: notice_id, region_ids,
+#: revision; see services.notices.ScreenChange)
 notice_changed = _signals.signal("notice-changed")
+
+#: sent with `request_id` after an editor claimed a pairing request (the player gets its token)
+screen_paired = _signals.signal("screen-paired")
+
+#: sent with `screen_id`, `sid` (its connection, or None) and `reason` after a screen was
+#: revoked ("revoked") or moved to another region ("moved"): its connection must end
+screen_changed = _signals.signal("screen-changed")

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Any
 
 from markdown_it import MarkdownIt
+from markdown_it.tree import SyntaxTreeNode
 from markupsafe import Markup
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -56,3 +58,145 @@ def to_plain(body: str, limit: int | None = None) -> str:
     if limit is not None and len(text) > limit:
         return text[: limit - 1] + "…"
     return text
+
+
+# --- blocks for the screens ----------------------------------------------------------------
+
+Run = dict[str, Any]
+Block = dict[str, Any]
+
+
+def _runs(inline: SyntaxTreeNode | None) -> list[Run]:
+    """Text runs of an inline node: bold where `**strong**`, "\\n" for line breaks; links
+    become their text (a screen cannot follow them), everything else plain text."""
+    runs: list[Run] = []
+    if inline is None or inline.token is None:
+        return runs
+    bold = 0
+    for tok in inline.token.children or []:
+        if tok.type == "strong_open":
+            bold += 1
+            continue
+        if tok.type == "strong_close":
+            bold = max(0, bold - 1)
+            continue
+        if tok.type in ("softbreak", "hardbreak"):
+            text = "\n"
+        elif tok.type in ("text", "code_inline", "html_inline"):
+            text = tok.content
+        else:  # em, s, link open/close...: their text comes as text tokens
+            continue
+        if not text:
+            continue
+        if runs and runs[-1]["bold"] == bool(bold):
+            runs[-1]["text"] += text
+        else:
+            runs.append({"text": text, "bold": bool(bold)})
+    return runs
+
+
+def _inline_child(node: SyntaxTreeNode) -> SyntaxTreeNode | None:
+    return next((c for c in node.children if c.type == "inline"), None)
+
+
+def _join(parts: list[list[Run]], sep: str = "\n") -> list[Run]:
+    runs: list[Run] = []
+    for part in parts:
+        if not part:
+            continue
+        if runs:
+            part = [{"text": sep + part[0]["text"], "bold": part[0]["bold"]}, *part[1:]]
+        for run in part:
+            if runs and runs[-1]["bold"] == run["bold"]:
+                runs[-1]["text"] += run["text"]
+            else:
+                runs.append(dict(run))
+    return runs
+
+
+def _item_runs(item: SyntaxTreeNode) -> list[Run]:
+    """A list item as one run list: its paragraphs on separate lines, a nested list as
+    further lines prefixed with a bullet or its number."""
+    parts: list[list[Run]] = []
+    for child in item.children:
+        if child.type in ("paragraph", "heading"):
+            parts.append(_runs(_inline_child(child)))
+        elif child.type in ("bullet_list", "ordered_list"):
+            start = int(child.attrs.get("start", 1) or 1)
+            for n, sub in enumerate(child.children, start=start):
+                marker = f"{n}. " if child.type == "ordered_list" else "· "
+                sub_runs = _item_runs(sub)
+                if sub_runs:
+                    first = {"text": marker + sub_runs[0]["text"], "bold": sub_runs[0]["bold"]}
+                    parts.append([first, *sub_runs[1:]])
+        else:
+            parts.append(_plain_runs(child))
+    return _join(parts)
+
+
+def _plain_runs(node: SyntaxTreeNode) -> list[Run]:
+    blocks: list[Block] = []
+    _walk(node, blocks)
+    parts: list[list[Run]] = []
+    for block in blocks:
+        if "runs" in block:
+            parts.append(block["runs"])
+        elif block["type"] == "list":
+            parts.extend(block["items"])
+    return _join(parts)
+
+
+def _align(cell: SyntaxTreeNode) -> str:
+    style = str(cell.attrs.get("style", "") or "")
+    for value in ("right", "center", "left"):
+        if f"text-align:{value}" in style.replace(" ", ""):
+            return value
+    return "left"
+
+
+def _table(node: SyntaxTreeNode) -> Block:
+    header: list[list[Run]] = []
+    align: list[str] = []
+    rows: list[list[list[Run]]] = []
+    for section in node.children:
+        for tr in section.children:
+            cells = [_runs(_inline_child(cell)) for cell in tr.children]
+            if section.type == "thead":
+                header = cells
+                align = [_align(cell) for cell in tr.children]
+            else:
+                rows.append(cells)
+    width = len(header)
+    rows = [(row + [[] for _ in range(width - len(row))])[:width] if width else row for row in rows]
+    return {"type": "table", "align": align, "header": header, "rows": rows}
+
+
+def _walk(node: SyntaxTreeNode, out: list[Block]) -> None:
+    kind = node.type
+    if kind in ("paragraph", "heading"):
+        runs = _runs(_inline_child(node))
+        if runs:
+            out.append({"type": kind, "runs": runs})
+    elif kind in ("bullet_list", "ordered_list"):
+        items = [_item_runs(item) for item in node.children]
+        out.append({"type": "list", "ordered": kind == "ordered_list", "items": items})
+    elif kind == "table":
+        out.append(_table(node))
+    elif kind in ("code_block", "fence"):
+        text = node.content.rstrip("\n")
+        if text:
+            out.append({"type": "paragraph", "runs": [{"text": text, "bold": False}]})
+    elif kind == "hr":
+        return
+    else:  # root, blockquote and anything else that holds blocks
+        for child in node.children:
+            _walk(child, out)
+
+
+def to_blocks(body: str) -> list[Block]:
+    """The body as blocks for the screens (player/protocol.py, Block and Run): paragraphs,
+    headings, lists, tables with their column alignment, bold runs and line breaks."""
+    tree = SyntaxTreeNode(_parser().parse(clean_text(body)))
+    blocks: list[Block] = []
+    _walk(tree, blocks)
+    return blocks

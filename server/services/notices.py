@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypedDict
 
 from flask import current_app
 from flask_babel import gettext as _
@@ -34,7 +35,7 @@ from server.models import (
 )
 from server.models.base import utcnow
 from server.models.notices import RevisionImage, revision_targets
-from server.services import audit, permissions
+from server.services import audit, permissions, revisions
 from server.services.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from server.services.markup import clean_text
 
@@ -512,17 +513,47 @@ def publish(actor: User, notice: Notice, now: datetime | None = None) -> Notice:
         notice.updated_at = utcnow()
         db.session.commit()
         return notice
-    _go_live(actor, notice, rev, now)
+    region_ids = _go_live(actor, notice, rev, now)
+    revision = revisions.bump(region_ids)
     db.session.commit()
     signals.notice_changed.send(
-        current_app._get_current_object(), notice_ids=[notice.id], reason="publish"
+        current_app._get_current_object(),
+        notice_ids=[notice.id],
+        reason="publish",
+        region_ids=region_ids,
+        revision=revision,
+        changes=[_change(notice.id, region_ids, revision)],
     )
     return notice
 
 
-def _go_live(actor: User | None, notice: Notice, rev: Revision, now: datetime) -> None:
+class ScreenChange(TypedDict):
+    """One notice's part of a `notice_changed` signal: the regions whose screens it touched
+    (old and new targets) and the revision that change got."""
+
+    notice_id: int
+    region_ids: list[int]
+    revision: int
+
+
+def _change(notice_id: int, region_ids: list[int], revision: int) -> ScreenChange:
+    return {"notice_id": notice_id, "region_ids": region_ids, "revision": revision}
+
+
+def _screen_regions(notice: Notice) -> list[int]:
+    """The targets of what screens show of `notice` now (none unless it is live)."""
+    live = notice.live_revision
+    if live is None or notice.status != NoticeStatus.PUBLISHED:
+        return []
+    return [r.id for r in live.targets]
+
+
+def _go_live(actor: User | None, notice: Notice, rev: Revision, now: datetime) -> list[int]:
+    """Make `rev` the live revision. Returns the ids of the regions whose screens change:
+    the targets of the revision it replaces (if that was on screens) and the new targets."""
     old = notice.status
     previous = notice.live_revision
+    affected = set(_screen_regions(notice)) | {r.id for r in rev.targets}
     if previous is not None and previous is not rev:
         previous.state = RevisionState.SUPERSEDED
     rev.state = RevisionState.LIVE
@@ -546,6 +577,7 @@ def _go_live(actor: User | None, notice: Notice, rev: Revision, now: datetime) -
             "replaces": previous.number if previous is not None else None,
         },
     )
+    return sorted(affected)
 
 
 def withdraw(actor: User, notice: Notice, reason: str) -> Notice:
@@ -570,6 +602,7 @@ def withdraw(actor: User, notice: Notice, reason: str) -> Notice:
     if pending is not None and pending.state == RevisionState.SCHEDULED:
         pending.state = RevisionState.APPROVED  # unscheduled; may be published again
     was_live = notice.status == NoticeStatus.PUBLISHED
+    region_ids = _screen_regions(notice)
     notice.status = NoticeStatus.WITHDRAWN if notice.live_revision else NoticeStatus.APPROVED
     notice.ended_at = utcnow()
     notice.withdraw_reason = reason
@@ -583,10 +616,16 @@ def withdraw(actor: User, notice: Notice, reason: str) -> Notice:
         to_state=notice.status,
         reason=reason,
     )
+    revision = revisions.bump(region_ids) if was_live else 0
     db.session.commit()
     if was_live:
         signals.notice_changed.send(
-            current_app._get_current_object(), notice_ids=[notice.id], reason="withdraw"
+            current_app._get_current_object(),
+            notice_ids=[notice.id],
+            reason="withdraw",
+            region_ids=region_ids,
+            revision=revision,
+            changes=[_change(notice.id, region_ids, revision)],
         )
     return notice
 
@@ -597,6 +636,7 @@ def run_schedule(now: datetime | None = None) -> list[int]:
     Returns the ids of notices whose live content changed."""
     now = now or utcnow()
     changed: list[int] = []
+    changes: list[ScreenChange] = []
     due = db.session.scalars(
         select(Revision).where(
             Revision.state == RevisionState.SCHEDULED,
@@ -627,7 +667,8 @@ def run_schedule(now: datetime | None = None) -> list[int]:
                 reason="expired before its publish time",
             )
         else:
-            _go_live(None, rev.notice, rev, now)
+            region_ids = _go_live(None, rev.notice, rev, now)
+            changes.append(_change(rev.notice_id, region_ids, revisions.bump(region_ids)))
             changed.append(rev.notice_id)
         db.session.commit()
     expiring = db.session.scalars(
@@ -636,6 +677,7 @@ def run_schedule(now: datetime | None = None) -> list[int]:
         .where(Notice.status == NoticeStatus.PUBLISHED, Revision.expire_at <= now)
     ).all()
     for notice in expiring:
+        region_ids = _screen_regions(notice)
         won = db.session.execute(
             sql_update(Notice)
             .where(Notice.id == notice.id, Notice.status == NoticeStatus.PUBLISHED)
@@ -645,11 +687,17 @@ def run_schedule(now: datetime | None = None) -> list[int]:
             audit.record(
                 None, "notice", notice.id, "expire", from_state="published", to_state="expired"
             )
+            changes.append(_change(notice.id, region_ids, revisions.bump(region_ids)))
             changed.append(notice.id)
         db.session.commit()
     if changed:
         signals.notice_changed.send(
-            current_app._get_current_object(), notice_ids=changed, reason="schedule"
+            current_app._get_current_object(),
+            notice_ids=changed,
+            reason="schedule",
+            region_ids=sorted({rid for c in changes for rid in c["region_ids"]}),
+            revision=max((c["revision"] for c in changes), default=0),
+            changes=changes,
         )
     return changed
 

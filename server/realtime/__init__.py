@@ -1,0 +1,71 @@
+"""The realtime channel: Socket.IO for the screens' players (namespace protocol.NAMESPACE).
+
+`init_app` binds `extensions.socketio` to the app: gevent when the process was monkey-patched
+(`cunping serve`), threads otherwise (tests, the Flask dev server); a message queue when
+SOCKETIO_MESSAGE_QUEUE (or REDIS_URL) is set, so several server processes reach every screen.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask
+
+from player import protocol
+from server.extensions import socketio
+
+_registered = False
+
+
+def _async_mode(app: Flask) -> str:
+    configured = app.config.get("SOCKETIO_ASYNC_MODE") or os.environ.get("CUNPING_ASYNC_MODE")
+    if configured:
+        return str(configured)
+    try:
+        from gevent import monkey
+
+        if monkey.is_module_patched("socket"):
+            return "gevent"
+    except ImportError:  # pragma: no cover - gevent is in the server extra
+        pass
+    return "threading"
+
+
+def _origins(app: Flask) -> list[str]:
+    """Browsers may connect only from our own public origin (players send no Origin)."""
+    configured = app.config.get("SOCKETIO_CORS_ORIGINS") or os.environ.get(
+        "SOCKETIO_CORS_ORIGINS"
+    )
+    if configured:
+        return [o.strip() for o in str(configured).split(",") if o.strip()]
+    base = urlsplit(app.config["PUBLIC_BASE_URL"])
+    return [f"{base.scheme}://{base.netloc}"]
+
+
+def init_app(app: Flask) -> None:
+    global _registered
+    from server.realtime import push
+    from server.realtime.player_namespace import PlayerNamespace
+
+    if not _registered:  # the namespace and the signal receivers serve every app
+        socketio.on_namespace(PlayerNamespace(protocol.NAMESPACE))
+        push.connect_signals()
+        _registered = True
+    queue = (
+        app.config.get("SOCKETIO_MESSAGE_QUEUE")
+        or os.environ.get("SOCKETIO_MESSAGE_QUEUE")
+        or os.environ.get("REDIS_URL")
+        or None
+    )
+    options: dict[str, Any] = {
+        "async_mode": _async_mode(app),
+        "max_http_buffer_size": protocol.MAX_MESSAGE_BYTES,
+        "cors_allowed_origins": _origins(app),
+        "ping_interval": 25,
+        "ping_timeout": 20,
+    }
+    if queue:
+        options["message_queue"] = queue
+    socketio.init_app(app, **options)

@@ -1,0 +1,150 @@
+"""The players' namespace: authenticate, catch up, reconcile, heartbeats, pairing.
+
+Rooms: every screen joins "region:<id>" for each region of its chain (its region and the
+ancestors), so one emit to a town's room reaches every screen below it; "at:<id>" for its own
+region only (for removals that must skip a subtree, see push.py); "screen:<id>" for itself. A
+player pairing joins "pair:<hash of its secret>".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+from flask import current_app, request
+from flask_socketio import ConnectionRefusedError, Namespace, emit, join_room
+
+from player import protocol
+from server.extensions import db
+from server.models import Screen
+from server.models.base import utcnow
+from server.services import playlist, revisions
+from server.services import screens as screen_service
+from server.services.errors import ValidationError
+
+log = logging.getLogger(__name__)
+
+REFUSED_TOKEN = "unknown or revoked token"
+
+
+def screen_rooms(screen: Screen) -> list[str]:
+    rooms = [f"region:{rid}" for rid in revisions.chain_ids(screen.region)]
+    return [*rooms, f"at:{screen.region_id}", f"screen:{screen.id}"]
+
+
+def welcome(screen: Screen, revision: int) -> dict[str, Any]:
+    chain = [screen.region, *screen.region.ancestors()]
+    county = current_app.config.get("COUNTY_NAME") or chain[-1].name
+    return {
+        "screen": screen_service.describe(screen),
+        "county_name": county,
+        "server_time": utcnow().isoformat(timespec="seconds") + "Z",
+        "revision": revision,
+        "protocol": protocol.PROTOCOL_VERSION,
+    }
+
+
+def _iso(value: Any) -> str:
+    return str(value.isoformat(timespec="seconds")) + "Z"
+
+
+def _too_big(data: Any, limit: int) -> bool:
+    try:
+        return len(json.dumps(data)) > limit
+    except (TypeError, ValueError):
+        return True
+
+
+class PlayerNamespace(Namespace):
+    """One connection per player; `sid` → screen id for the connections of this process."""
+
+    def __init__(self, namespace: str) -> None:
+        super().__init__(namespace)
+        self._screens: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    # --- helpers ---
+
+    def _screen(self) -> Screen | None:
+        with self._lock:
+            screen_id = self._screens.get(request.sid)  # type: ignore[attr-defined]
+        if screen_id is None:
+            return None
+        screen = db.session.get(Screen, screen_id)
+        if screen is None or screen.revoked_at is not None:
+            return None
+        return screen
+
+    def _send_snapshot(self, screen: Screen) -> None:
+        emit(protocol.SNAPSHOT, playlist.snapshot(screen).as_payload())
+
+    # --- events ---
+
+    def on_connect(self, auth: Any = None) -> None:
+        auth = auth if isinstance(auth, dict) else {}
+        token = auth.get("token")
+        if not token and isinstance(auth.get("pairing"), str):
+            self._pair(auth)
+            return
+        screen = screen_service.authenticate(token) if isinstance(token, str) else None
+        if screen is None:
+            raise ConnectionRefusedError(REFUSED_TOKEN)
+        sid = request.sid  # type: ignore[attr-defined]
+        with self._lock:
+            self._screens[sid] = screen.id
+        for room in screen_rooms(screen):
+            join_room(room)
+        screen_service.record_connect(screen, sid, request.remote_addr)
+        # Rooms first, then the snapshot: a change committed meanwhile is in one or the other.
+        snap = playlist.snapshot(screen)
+        emit(protocol.WELCOME, welcome(screen, snap.revision))
+        if auth.get("revision") != snap.revision or auth.get("digest") != snap.digest:
+            emit(protocol.SNAPSHOT, snap.as_payload())
+
+    def _pair(self, auth: dict[str, Any]) -> None:
+        try:
+            req = screen_service.start_pairing(
+                auth["pairing"], auth.get("width", 1920), auth.get("height", 1080)
+            )
+        except ValidationError as exc:
+            raise ConnectionRefusedError(exc.message) from None
+        join_room(f"pair:{req.secret_hash}")
+        if req.screen_id is not None and req.token:
+            emit(protocol.PAIRED, {"token": req.token})
+        else:
+            emit(protocol.PAIRING, {"code": req.code, "expires_at": _iso(req.expires_at)})
+
+    def on_sync(self, data: Any = None) -> dict[str, Any]:
+        """The player's periodic check: {"revision", "digest"} → ack current, or a snapshot."""
+        screen = self._screen()
+        if screen is None:
+            return {"status": "refused"}
+        data = data if isinstance(data, dict) and not _too_big(data, 1024) else {}
+        snap = playlist.snapshot(screen)
+        if data.get("revision") == snap.revision and data.get("digest") == snap.digest:
+            return {"status": "current", "revision": snap.revision}
+        self._send_snapshot(screen)
+        return {"status": "snapshot", "revision": snap.revision}
+
+    def on_heartbeat(self, data: Any = None) -> dict[str, Any]:
+        screen = self._screen()
+        if screen is None:
+            return {"status": "refused"}
+        if _too_big(data, 4096) or not screen_service.record_heartbeat(
+            screen, data, request.sid  # type: ignore[attr-defined]
+        ):
+            log.warning("screen %s sent a malformed heartbeat", screen.code)
+            return {"status": "ignored"}
+        return {"status": "ok"}
+
+    def on_disconnect(self, reason: Any = None) -> None:
+        sid = request.sid  # type: ignore[attr-defined]
+        with self._lock:
+            screen_id = self._screens.pop(sid, None)
+        if screen_id is None:
+            return
+        screen = db.session.get(Screen, screen_id)
+        if screen is not None:
+            screen_service.record_disconnect(screen, sid)

@@ -1,0 +1,155 @@
+"""Save, then push: after a commit, tell the affected screens (signals → Socket.IO rooms).
+
+For each changed notice: an upsert with its payload to the rooms of its live targets (every
+screen below them), and a removal to the screens that showed it before and no longer should —
+the subtrees of its old targets minus the subtrees of its new ones, as a set of rooms (a
+"region:" room where a whole subtree drops it, an "at:" room for the screens attached to a
+region whose subtree keeps part of it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import or_, select
+
+from player import protocol
+from server import signals
+from server.extensions import db, socketio
+from server.models import Notice, NoticeStatus, PairingRequest, Region, Screen
+from server.models.base import utcnow
+from server.services import playlist, revisions
+
+log = logging.getLogger(__name__)
+
+
+def _emit(event: str, data: dict[str, Any], rooms: list[str]) -> None:
+    if rooms:  # never an empty `to`: python-socketio would send it to everyone
+        socketio.emit(event, data, to=sorted(set(rooms)), namespace=protocol.NAMESPACE)
+
+
+def _live_targets(notice: Notice) -> list[Region]:
+    live = notice.live_revision
+    if live is None or notice.status != NoticeStatus.PUBLISHED:
+        return []
+    if live.expire_at is not None and live.expire_at <= utcnow():
+        return []
+    return list(live.targets)
+
+
+def removal_rooms(old_ids: Iterable[int], new_targets: list[Region]) -> list[str]:
+    """Rooms reaching every screen under `old_ids` and none under `new_targets`."""
+    old = list(db.session.scalars(select(Region).where(Region.id.in_(list(old_ids)))))
+    if not old:
+        return []
+    below = db.session.scalars(
+        select(Region).where(or_(*[Region.path.startswith(r.path) for r in old]))
+    ).all()
+    children: dict[int | None, list[Region]] = defaultdict(list)
+    for region in below:
+        children[region.parent_id].append(region)
+    new_paths = [r.path for r in new_targets]
+    rooms: set[str] = set()
+
+    def visit(region: Region) -> None:
+        if any(region.path.startswith(p) for p in new_paths):
+            return  # still shown here
+        if any(p.startswith(region.path) for p in new_paths):
+            rooms.add(f"at:{region.id}")  # its own screens drop it; part of its subtree keeps it
+            for child in children[region.id]:
+                visit(child)
+        else:
+            rooms.add(f"region:{region.id}")
+
+    for region in old:
+        visit(region)
+    return sorted(rooms)
+
+
+def push_change(notice_id: int, region_ids: list[int], revision: int) -> None:
+    notice = db.session.get(Notice, notice_id)
+    if notice is None:
+        return
+    targets = _live_targets(notice)
+    if targets:
+        payload = {
+            "revision": revision,
+            "op": "upsert",
+            "notice": playlist.notice_payload(notice),
+        }
+        _emit(protocol.NOTICE, payload, [f"region:{r.id}" for r in targets])
+    removal = {"revision": revision, "op": "remove", "notice": {"code": notice.code}}
+    _emit(protocol.NOTICE, removal, removal_rooms(region_ids, targets))
+
+
+def on_notice_changed(
+    sender: Flask,
+    notice_ids: list[int] | None = None,
+    changes: list[Any] | None = None,
+    **kwargs: Any,
+) -> None:
+    for change in changes or []:
+        try:
+            push_change(change["notice_id"], list(change["region_ids"]), change["revision"])
+        except Exception:  # the change is saved; the players' reconcile will catch up
+            log.exception("pushing notice %s failed", change.get("notice_id"))
+
+
+def on_screen_paired(sender: Flask, request_id: int, **kwargs: Any) -> None:
+    req = db.session.get(PairingRequest, request_id)
+    if req is None or not req.token:
+        return
+    _emit(protocol.PAIRED, {"token": req.token}, [f"pair:{req.secret_hash}"])
+
+
+def _disconnect(screen_id: int, sid: str | None) -> None:
+    sids = {sid} if sid else set()
+    server = socketio.server
+    if server is None:
+        return
+    room = f"screen:{screen_id}"
+    sids.update(s for s, _eio in server.manager.get_participants(protocol.NAMESPACE, room))
+    for each in sids:
+        server.disconnect(each, namespace=protocol.NAMESPACE)
+
+
+def on_screen_changed(
+    sender: Flask,
+    screen_id: int,
+    sid: str | None = None,
+    reason: str = "",
+    old_region_id: int | None = None,
+    **kwargs: Any,
+) -> None:
+    """Revoked: tell the player and close its connection. Moved: swap its rooms on the live
+    connection and send it its new region's snapshot."""
+    if reason == "revoked":
+        _emit(protocol.REVOKED, {"reason": "revoked"}, [f"screen:{screen_id}"])
+        _disconnect(screen_id, sid)
+        return
+    screen = db.session.get(Screen, screen_id)
+    server = socketio.server
+    if reason != "moved" or screen is None or not sid or server is None:
+        return
+    from server.realtime.player_namespace import screen_rooms, welcome
+
+    old = db.session.get(Region, old_region_id) if old_region_id else None
+    if old is not None:
+        old_rooms = [f"region:{rid}" for rid in revisions.chain_ids(old)] + [f"at:{old.id}"]
+        for room in old_rooms:
+            server.leave_room(sid, room, namespace=protocol.NAMESPACE)
+    for room in screen_rooms(screen):
+        server.enter_room(sid, room, namespace=protocol.NAMESPACE)
+    snap = playlist.snapshot(screen)
+    _emit(protocol.WELCOME, welcome(screen, snap.revision), [sid])
+    _emit(protocol.SNAPSHOT, snap.as_payload(), [sid])
+
+
+def connect_signals() -> None:
+    signals.notice_changed.connect(on_notice_changed)
+    signals.screen_paired.connect(on_screen_paired)
+    signals.screen_changed.connect(on_screen_changed)

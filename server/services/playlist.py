@@ -1,0 +1,134 @@
+"""What a screen should show: notice payloads (player/protocol.py) and per-screen snapshots.
+
+Snapshots are cached in-process per (region, revision): every screen of a village shares one
+entry, and a revision bump makes a new key, so a reconnect storm of thousands of screens costs
+one query per village. An entry also ends when one of its notices reaches its expiry (the
+scheduler's pass may come a few seconds later).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import current_app
+
+from player import protocol
+from server.models import Notice, Screen
+from server.models.base import utcnow
+from server.services import notices as notice_service
+from server.services import qr, revisions
+from server.services.markup import to_blocks
+
+CACHE_SIZE = 2048  # regions × revisions kept; a county has a few hundred villages
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") + "Z" if value is not None else None
+
+
+def _absolute(path: str) -> str:
+    return current_app.config["PUBLIC_BASE_URL"].rstrip("/") + path
+
+
+def notice_payload(notice: Notice) -> dict[str, Any]:
+    """The live revision of `notice` as a NoticePayload (see player/protocol.py)."""
+    rev = notice.live_revision
+    assert rev is not None, "only live notices go to screens"
+    return {
+        "code": notice.code,
+        "version": rev.number,
+        "category": {
+            "key": rev.category.key,
+            "name": rev.category.name,
+            "color": rev.category.color,
+        },
+        "title": rev.title,
+        "blocks": to_blocks(rev.body),
+        "regions": [r.full_name for r in rev.targets],
+        "targets": [r.id for r in rev.targets],
+        "published_at": _iso(notice.published_at),
+        "expire_at": _iso(rev.expire_at),
+        "duration_s": rev.duration_s,
+        "pinned": rev.pinned,
+        "url": qr.notice_url(current_app.config["PUBLIC_BASE_URL"], notice.code),
+        "images": [_absolute("/media/" + image.filename) for image in rev.images],
+    }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    revision: int
+    notices: list[dict[str, Any]]  # shared between screens: never mutate
+    digest: str
+    valid_until: datetime | None
+
+    def as_payload(self) -> dict[str, Any]:
+        return {"revision": self.revision, "notices": self.notices}
+
+
+class _Cache:
+    """A small thread-safe LRU of snapshots, one per app."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: OrderedDict[tuple[int, int], Snapshot] = OrderedDict()
+        self.lock = threading.Lock()
+        self.misses = 0
+
+    def get(self, key: tuple[int, int], now: datetime) -> Snapshot | None:
+        with self.lock:
+            entry = self.entries.get(key)
+            if entry is None:
+                return None
+            if entry.valid_until is not None and entry.valid_until <= now:
+                del self.entries[key]
+                return None
+            self.entries.move_to_end(key)
+            return entry
+
+    def put(self, key: tuple[int, int], entry: Snapshot) -> None:
+        with self.lock:
+            self.entries[key] = entry
+            self.entries.move_to_end(key)
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+
+
+def _cache() -> _Cache:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    cache = app.extensions.get("cunping_snapshots")
+    if cache is None:
+        cache = app.extensions.setdefault("cunping_snapshots", _Cache(CACHE_SIZE))
+    return cache  # type: ignore[no-any-return]
+
+
+def snapshot(screen: Screen, now: datetime | None = None) -> Snapshot:
+    """Everything `screen` should show now, at its revision (cached per region and revision)."""
+    now = now or utcnow()
+    revision = revisions.screen_revision(screen)
+    key = (screen.region_id, revision)
+    cache = _cache()
+    entry = cache.get(key, now)
+    if entry is not None:
+        return entry
+    cache.misses += 1
+    live = notice_service.live_for_regions([screen.region_id], now=now)[: protocol.MAX_NOTICES]
+    payloads = [notice_payload(n) for n in live]
+    expiries = [n.live_revision.expire_at for n in live if n.live_revision.expire_at]
+    entry = Snapshot(
+        revision=revision,
+        notices=payloads,
+        digest=protocol.digest(payloads),
+        valid_until=min(expiries) if expiries else None,
+    )
+    cache.put(key, entry)
+    return entry
+
+
+def snapshot_for(screen: Screen) -> dict[str, Any]:
+    """The SNAPSHOT payload for `screen`: {"revision", "notices"}."""
+    return snapshot(screen).as_payload()
