@@ -1,0 +1,507 @@
+"""The network side: a Socket.IO client for the "/player" namespace, in its own thread.
+
+It never touches the display. It validates what the server sends (player.protocol.check_*),
+keeps the notice set and revision on disk (player.store), and hands work to the main thread
+through a queue, as (command, payload) pairs (Anthias' command table):
+
+    ("status",   {"state": "connecting"|"online"|"offline"|"refused", "reason": str})
+    ("welcome",  {"screen": {...}, "county_name": str|None})
+    ("notices",  {"notices": [...], "revision": int})   the whole current set
+    ("pairing",  {"code": str, "expires_at": str|None})
+    ("images",   {url: PIL.Image})                       downloaded images
+
+A malformed or oversized payload is logged and ignored, and a full resync is requested
+(SYNC with revision -1). Reconnects forever with jittered exponential backoff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import random
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+from urllib.error import URLError
+
+import socketio
+from PIL import Image
+
+from player import protocol
+from player.schedule import parse_time
+from player.store import Store
+
+log = logging.getLogger(__name__)
+
+Work = tuple[str, Any]
+
+BACKOFF_BASE = 1.0
+BACKOFF_MAX = 60.0
+REFUSED_BACKOFF_MIN = 15.0  # a refused screen waits for a person; do not hammer the server
+REFUSED_BACKOFF_MAX = 300.0
+CONNECT_TIMEOUT = 10
+SYNC_TIMEOUT = 15
+IMAGE_MAX_BYTES = 5 * 1024 * 1024
+IMAGE_TIMEOUT = 10
+IMAGE_RETRY_SECONDS = 300
+
+
+def backoff(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_MAX) -> float:
+    """Exponential backoff with jitter (between half and all of the step), so a town's boxes
+    coming back after a power cut do not all knock at once."""
+    step = min(cap, base * (2 ** min(attempt, 20)))
+    return random.uniform(step / 2, step)
+
+
+def payload_size(payload: Any) -> int:
+    try:
+        return len(json.dumps(payload, ensure_ascii=False).encode())
+    except (TypeError, ValueError):
+        return protocol.MAX_MESSAGE_BYTES + 1
+
+
+def refusal_reason(data: Any) -> str:
+    """The reason in a connect_error: {"message": ...} from ConnectionRefusedError, or text."""
+    if isinstance(data, dict):
+        message = data.get("message")
+        extra = data.get("data")
+        if isinstance(extra, dict) and isinstance(extra.get("reason"), str):
+            return extra["reason"]
+        if isinstance(message, str):
+            return message
+    if isinstance(data, str):
+        return data
+    return "连接被拒绝"
+
+
+class PlayerNamespace(socketio.ClientNamespace):
+    """Handlers for "/player". They run on the Socket.IO thread: validate, save, queue."""
+
+    def __init__(self, link: PlayerClient) -> None:
+        super().__init__(protocol.NAMESPACE)
+        self.link = link
+
+    def on_connect(self) -> None:
+        self.link.connected()
+
+    def on_connect_error(self, data: Any = None) -> None:
+        self.link.last_error = data
+
+    def on_disconnect(self, reason: Any = None) -> None:
+        self.link.disconnected(str(reason) if reason else "断开")
+
+    def on_welcome(self, data: Any = None) -> None:
+        self.link.handle(protocol.WELCOME, data)
+
+    def on_snapshot(self, data: Any = None) -> None:
+        self.link.handle(protocol.SNAPSHOT, data)
+
+    def on_notice(self, data: Any = None) -> None:
+        self.link.handle(protocol.NOTICE, data)
+
+    def on_pairing(self, data: Any = None) -> None:
+        self.link.handle(protocol.PAIRING, data)
+
+    def on_paired(self, data: Any = None) -> None:
+        self.link.handle(protocol.PAIRED, data)
+
+    def on_revoked(self, data: Any = None) -> None:
+        self.link.handle(protocol.REVOKED, data)
+
+
+def check_welcome(data: Any) -> dict[str, Any]:
+    def require(cond: bool, message: str) -> None:
+        if not cond:
+            raise protocol.ProtocolError(message)
+
+    require(isinstance(data, dict), "welcome must be an object")
+    screen = data.get("screen")
+    require(isinstance(screen, dict), "welcome: bad screen")
+    require(isinstance(screen.get("code"), str), "welcome: bad screen code")
+    chain = screen.get("region_chain")
+    require(isinstance(chain, list) and all(isinstance(i, int) for i in chain),
+            "welcome: bad region_chain")
+    require(screen.get("public_url") is None or isinstance(screen.get("public_url"), str),
+            "welcome: bad public_url")
+    require(data.get("county_name") is None or isinstance(data.get("county_name"), str),
+            "welcome: bad county_name")
+    return data
+
+
+class PlayerClient:
+    """Owns the connection, the notice set and its revision. Start with `start()`."""
+
+    def __init__(self, server: str, store: Store, work: queue.Queue[Work], *,
+                 version: str, size: tuple[int, int], config_token: str | None = None,
+                 client_factory: Callable[[], socketio.Client] | None = None) -> None:
+        self.server = server
+        self.store = store
+        self.work = work
+        self.version = version
+        self.size = size
+        self.config_token = config_token
+        self.client_factory = client_factory or self._make_client
+        self.showing: str | None = None  # set by the main thread, read for heartbeats
+        self.started = time.monotonic()
+        self.last_error: Any = None
+        self.sio: socketio.Client | None = None
+        self.images = ImageFetcher(store, work)
+
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()  # something for the client thread to do
+        self._sync_full = False  # request a full snapshot (revision -1)
+        self._sync_soon = False
+        self._reconnect = False
+        self._revoked: str | None = None
+        self._pairing_expires: float | None = None
+        self._thread: threading.Thread | None = None
+        self._online = False
+
+        state = store.state()
+        cached = store.load_notices()
+        self.notices: dict[str, dict[str, Any]] = {n["code"]: n for n in cached or ()}
+        # A missing or corrupt cache must not claim a revision: -1 asks for a full snapshot.
+        self.revision: int = state["revision"] if cached is not None else -1
+        self._last_problem: tuple[str, str] | None = None
+        self.screen: dict[str, Any] | None = state["screen"]
+        self.county_name: str | None = state["county_name"]
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def token(self) -> str | None:
+        """The config file's token wins (re-provisioning), then the one received by pairing."""
+        return self.config_token or self.store.token()
+
+    def auth(self) -> dict[str, Any]:
+        """Called by Socket.IO on every (re)connect, so a new token is picked up."""
+        base = {"version": self.version, "width": self.size[0], "height": self.size[1]}
+        token = self.token()
+        if token:
+            with self._lock:
+                return {"token": token, "revision": self.revision,
+                        "digest": protocol.digest(self.notices.values()), **base}
+        return {"pairing": self.store.pairing_secret(), **base}
+
+    # -- thread -------------------------------------------------------------------------------
+
+    def _make_client(self) -> socketio.Client:
+        # Reconnection is ours (run()): one loop for the first connect, drops, refusals and
+        # server-side disconnects, with transport fallback, instead of two loops racing.
+        return socketio.Client(reconnection=False, logger=False, engineio_logger=False)
+
+    def start(self) -> None:
+        self.images.start()
+        self._thread = threading.Thread(target=self.run, name="cunping-client", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self.images.stop()
+        sio = self.sio
+        if sio is not None:
+            with contextlib.suppress(Exception):
+                sio.disconnect()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def request_image(self, url: str) -> None:
+        self.images.request(url)
+
+    def post(self, command: str, payload: Any) -> None:
+        self.work.put((command, payload))
+
+    def run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            # websocket first; every third failure in a row tries long-polling (a proxy that
+            # does not pass websockets), which upgrades to websocket when it can.
+            transports = ["polling", "websocket"] if attempt % 3 == 2 else ["websocket"]
+            self.sio = sio = self.client_factory()
+            sio.register_namespace(PlayerNamespace(self))
+            self.last_error = None
+            self._reconnect = False
+            try:
+                sio.connect(self.server, namespaces=[protocol.NAMESPACE], auth=self.auth,
+                            transports=transports, wait_timeout=CONNECT_TIMEOUT)
+            except (socketio.exceptions.ConnectionError, ValueError, OSError) as exc:
+                refused = bool(getattr(sio, "failed_namespaces", None))
+                with contextlib.suppress(Exception):
+                    sio.disconnect()
+                attempt += 1
+                if refused:
+                    reason = refusal_reason(self.last_error)
+                    delay = backoff(attempt, REFUSED_BACKOFF_MIN, REFUSED_BACKOFF_MAX)
+                    self._set_offline("refused", reason, delay)
+                else:
+                    reason = refusal_reason(self.last_error) if self.last_error else str(exc)
+                    delay = backoff(attempt)
+                    self._set_offline("offline", reason, delay)
+                self._stop.wait(delay)
+                continue
+            attempt = 0
+            self._serve(sio)
+            if self._revoked is not None:
+                # Told we are revoked: keep saying so and try again slowly (an admin may
+                # re-provision the box or restore the screen).
+                self._stop.wait(backoff(1, REFUSED_BACKOFF_MIN, REFUSED_BACKOFF_MAX))
+            elif not self._reconnect:
+                self._stop.wait(backoff(0))
+
+    def _set_offline(self, state: str, reason: str, delay: float) -> None:
+        if self._last_problem != (state, reason):  # log changes, not every retry
+            self._last_problem = (state, reason)
+            log.warning("server %s: %s (%s); retrying in %.0f s", self.server, state, reason,
+                        delay)
+        self._online = False
+        self.post("status", {"state": state, "reason": reason})
+
+    def _serve(self, sio: socketio.Client) -> None:
+        """While connected: heartbeats, reconcile, requested resyncs, reconnect requests."""
+        next_heartbeat = time.monotonic()
+        next_sync = time.monotonic() + protocol.RECONCILE_SECONDS
+        while not self._stop.is_set() and sio.connected:
+            if self._reconnect:
+                log.info("reconnecting to the server")
+                with contextlib.suppress(Exception):
+                    sio.disconnect()
+                return
+            now = time.monotonic()
+            if self._pairing_expires is not None and now >= self._pairing_expires \
+                    and not self.token():
+                log.info("pairing code expired; asking for a new one")
+                self._pairing_expires = None
+                with contextlib.suppress(Exception):
+                    sio.disconnect()
+                self._reconnect = True
+                return
+            if self._sync_soon or self._sync_full or now >= next_sync:
+                if self.token():
+                    self.sync(sio)
+                else:
+                    self._sync_soon = self._sync_full = False
+                next_sync = time.monotonic() + protocol.RECONCILE_SECONDS
+            if now >= next_heartbeat:
+                if self.token():
+                    self.heartbeat(sio)
+                next_heartbeat = now + protocol.HEARTBEAT_SECONDS
+            self._wake.wait(max(0.05, min(next_heartbeat, next_sync) - time.monotonic()))
+            self._wake.clear()
+
+    def sync(self, sio: socketio.Client) -> None:
+        with self._lock:
+            full, self._sync_full, self._sync_soon = self._sync_full, False, False
+            data = {"revision": -1 if full else self.revision,
+                    "digest": protocol.digest(self.notices.values())}
+        try:
+            ack = sio.call(protocol.SYNC, data, namespace=protocol.NAMESPACE,
+                           timeout=SYNC_TIMEOUT)
+        except (socketio.exceptions.TimeoutError, socketio.exceptions.SocketIOError) as exc:
+            log.warning("sync got no answer: %s", exc or type(exc).__name__)
+            return
+        status = ack.get("status") if isinstance(ack, dict) else None
+        log.debug("sync %s -> %s", data, status)
+        if not isinstance(ack, dict):
+            return
+        if isinstance(ack.get("notices"), list):
+            self.handle(protocol.SNAPSHOT, ack)
+        elif status == "current" and isinstance(ack.get("revision"), int):
+            # Same content: adopt the server's revision (revisions are global, so a screen
+            # sees gaps), unless a delta changed our set meanwhile.
+            with self._lock:
+                if protocol.digest(self.notices.values()) == data["digest"] \
+                        and ack["revision"] > self.revision:
+                    self.revision = ack["revision"]
+                    self.store.save_notices(list(self.notices.values()), self.revision)
+        elif status == "refused":
+            self._on_revoked({"reason": "refused"})
+            self._reconnect = True
+
+    def heartbeat(self, sio: socketio.Client) -> None:
+        with self._lock:
+            data = {"showing": self.showing, "revision": self.revision,
+                    "digest": protocol.digest(self.notices.values()), "version": self.version,
+                    "uptime_s": int(time.monotonic() - self.started)}
+        try:
+            sio.emit(protocol.HEARTBEAT, data, namespace=protocol.NAMESPACE)
+        except socketio.exceptions.SocketIOError as exc:
+            log.debug("heartbeat not sent: %s", exc)
+
+    def request_sync(self, *, full: bool = False) -> None:
+        with self._lock:
+            if full:
+                self._sync_full = True
+            else:
+                self._sync_soon = True
+        self._wake.set()
+
+    # -- events (Socket.IO thread) ---------------------------------------------------------
+
+    def connected(self) -> None:
+        self._online = True
+        self._revoked = None
+        self._last_problem = None
+        log.info("connected to %s", self.server)
+        self.post("status", {"state": "online", "reason": ""})
+
+    def disconnected(self, reason: str) -> None:
+        if self._online:
+            expected = self._stop.is_set() or self._reconnect
+            log.log(logging.INFO if expected else logging.WARNING,
+                    "disconnected from %s: %s", self.server, reason)
+            self._online = False
+            if self._revoked is None:
+                self.post("status", {"state": "offline", "reason": reason})
+        self._wake.set()
+
+    def handle(self, event: str, data: Any) -> None:
+        """Validate and apply one server event; bad input never escapes this method."""
+        if payload_size(data) > protocol.MAX_MESSAGE_BYTES:
+            log.error("ignoring oversized %s event; asking for a full snapshot", event)
+            self.request_sync(full=True)
+            return
+        try:
+            getattr(self, "_on_" + event)(data)
+        except protocol.ProtocolError as exc:
+            log.error("ignoring malformed %s event (%s); asking for a full snapshot", event, exc)
+            self.request_sync(full=True)
+        except OSError as exc:  # the disk is full or gone: keep showing what we have
+            log.error("could not save %s event: %s", event, exc)
+
+    def _on_welcome(self, data: Any) -> None:
+        check_welcome(data)
+        with self._lock:
+            self.screen = dict(data["screen"])
+            self.county_name = data.get("county_name")
+            self.store.save_state(revision=self.revision, screen=self.screen,
+                                  county_name=self.county_name)
+        log.info("screen %s (%s)", self.screen.get("code"), self.screen.get("name"))
+        self.post("welcome", {"screen": self.screen, "county_name": self.county_name})
+
+    def _on_snapshot(self, data: Any) -> None:
+        protocol.check_snapshot(data)
+        with self._lock:
+            self.notices = {n["code"]: n for n in data["notices"]}
+            self.revision = data["revision"]
+            self._commit()
+        log.info("snapshot: revision %s, %d notices", data["revision"], len(data["notices"]))
+
+    def _on_notice(self, data: Any) -> None:
+        protocol.check_delta(data)
+        code = data["notice"]["code"]
+        with self._lock:
+            gap = data["revision"] != self.revision + 1
+            if data["op"] == "upsert":
+                old = self.notices.get(code)
+                if old is not None and old["version"] > data["notice"]["version"]:
+                    log.info("ignoring stale upsert of %s", code)
+                    return
+                self.notices[code] = data["notice"]
+            else:
+                self.notices.pop(code, None)
+            self.revision = max(self.revision, data["revision"])
+            self._commit()
+        log.info("notice %s %s (revision %s)", data["op"], code, data["revision"])
+        if gap:
+            # Missed or reordered deltas, or a revision shared with other screens: let the
+            # server compare digests.
+            self.request_sync()
+
+    def _commit(self) -> None:
+        """Save and hand over the whole set (the caller holds the lock)."""
+        notices = list(self.notices.values())
+        self.store.save_notices(notices, self.revision)
+        self.post("notices", {"notices": notices, "revision": self.revision})
+
+    def _on_pairing(self, data: Any) -> None:
+        if not (isinstance(data, dict) and isinstance(data.get("code"), str)
+                and 0 < len(data["code"]) <= 16):
+            raise protocol.ProtocolError("pairing: bad code")
+        expires = data.get("expires_at")
+        when = parse_time(expires)
+        if when is not None:
+            left = when.timestamp() - time.time()
+            self._pairing_expires = time.monotonic() + max(5.0, left)
+        log.info("pairing code %s", data["code"])
+        self.post("pairing", {"code": data["code"], "expires_at": expires})
+
+    def _on_paired(self, data: Any) -> None:
+        if not (isinstance(data, dict) and isinstance(data.get("token"), str)
+                and 8 <= len(data["token"]) <= 512):
+            raise protocol.ProtocolError("paired: bad token")
+        self.store.set_token(data["token"])
+        self._pairing_expires = None
+        log.info("paired; reconnecting with the new token")
+        self._reconnect = True
+        self._wake.set()
+
+    def _on_revoked(self, data: Any) -> None:
+        reason = data.get("reason") if isinstance(data, dict) else None
+        self._revoked = reason if isinstance(reason, str) else ""
+        log.warning("this screen's token was revoked: %s", self._revoked)
+        self.post("status", {"state": "refused", "reason": self._revoked})
+
+
+class ImageFetcher:
+    """Downloads the images notices refer to, on its own thread, into the store's cache."""
+
+    def __init__(self, store: Store, work: queue.Queue[Work]) -> None:
+        self.store = store
+        self.work = work
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._pending: set[str] = set()
+        self._failed: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="cunping-images", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def request(self, url: str) -> None:
+        """Ask for an image (the main thread calls this for images not in the cache)."""
+        with self._lock:
+            if url in self._pending:
+                return
+            if time.monotonic() < self._failed.get(url, 0.0):
+                return
+            self._pending.add(url)
+        self._queue.put(url)
+
+    def _run(self) -> None:
+        while (url := self._queue.get()) is not None:
+            try:
+                image = self.fetch(url)
+            except Exception as exc:  # any failure: the notice renders without this image
+                log.warning("image %s not available: %s", url, exc)
+                with self._lock:
+                    self._failed[url] = time.monotonic() + IMAGE_RETRY_SECONDS
+            else:
+                self.work.put(("images", {url: image}))
+            finally:
+                with self._lock:
+                    self._pending.discard(url)
+
+    def fetch(self, url: str) -> Image.Image:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("not an http(s) URL")
+        request = urllib.request.Request(url, headers={"User-Agent": "cunping-player"})
+        try:
+            with urllib.request.urlopen(request, timeout=IMAGE_TIMEOUT) as response:
+                length = response.headers.get("Content-Length")
+                if length and length.isdigit() and int(length) > IMAGE_MAX_BYTES:
+                    raise ValueError(f"too large ({length} bytes)")
+                data = response.read(IMAGE_MAX_BYTES + 1)
+        except URLError as exc:
+            raise OSError(str(exc.reason)) from exc
+        if len(data) > IMAGE_MAX_BYTES:
+            raise ValueError("too large")
+        return self.store.save_image(url, data)
