@@ -14,6 +14,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(serve)
     app.cli.add_command(demo)
     app.cli.add_command(create_admin)
+    app.cli.add_command(screen)
 
 
 def _upgrade() -> None:
@@ -28,17 +29,19 @@ def _upgrade() -> None:
 @click.option("--no-migrate", is_flag=True, help="Do not upgrade the database first.")
 @with_appcontext
 def serve(host: str, port: int, no_migrate: bool) -> None:
-    """Run the server (gevent) with the scheduler. For production see deploy/."""
-    from gevent.pywsgi import WSGIServer
-
+    """Run the server (gevent, with the screens' WebSocket channel) and the scheduler. For
+    production see deploy/."""
     from server import scheduler
+    from server.extensions import socketio
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if not no_migrate:
         _upgrade()
     scheduler.start(app)
     click.echo(f"Cunping is serving on http://{host}:{port}/  (admin: http://{host}:{port}/admin/)")
-    WSGIServer((host, port), app, log=None).serve_forever()
+    # Under gevent (server/__main__.py patches first) Flask-SocketIO runs gevent's WSGI server
+    # with WebSocket support; it never falls back to Werkzeug's development server here.
+    socketio.run(app, host=host, port=port, log_output=False, allow_unsafe_werkzeug=False)
 
 
 @click.command("demo")
@@ -105,6 +108,79 @@ def create_admin(
     except ServiceError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"Created administrator {user.username} for {region.name} ({region.code}).")
+
+
+@click.group("screen")
+def screen() -> None:
+    """Screens: add one (prints its token), list them, revoke one."""
+
+
+def _parse_size(value: str) -> tuple[int, int]:
+    try:
+        width, height = (int(x) for x in value.lower().replace("×", "x").split("x"))
+    except ValueError:
+        raise click.BadParameter("use WIDTHxHEIGHT, e.g. 1920x1080") from None
+    return width, height
+
+
+@screen.command("add")
+@click.option("--region", "region_code", required=True, help="Code of the region (a village).")
+@click.option("--name", required=True, help="Where the screen stands, e.g. 村委会门口.")
+@click.option("--size", default="1920x1080", show_default=True, help="Resolution WIDTHxHEIGHT.")
+@with_appcontext
+def screen_add(region_code: str, name: str, size: str) -> None:
+    """Provision a screen; print its token and a config snippet for its player (once)."""
+    from server.services import regions
+    from server.services import screens as screen_service
+    from server.services.errors import ServiceError
+
+    width, height = _parse_size(size)
+    try:
+        region = regions.get(region_code)
+        new, token = screen_service.provision(None, region, name, width, height)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"Screen {new.code} “{new.name}” in {region.full_name} ({width}x{height}).")
+    click.echo("Its token is shown only now. Player config (player.toml):\n")
+    click.echo(f'server = "{current_app.config["PUBLIC_BASE_URL"]}"')
+    click.echo(f'token = "{token}"')
+
+
+@screen.command("list")
+@with_appcontext
+def screen_list() -> None:
+    """Every screen: code, state, region, name, last seen."""
+    from server.services import screens as screen_service
+
+    rows = screen_service.list_all()
+    if not rows:
+        click.echo("No screens yet: `cunping screen add --region CODE --name NAME`.")
+    for s in rows:
+        if s.revoked_at is not None:
+            state = "revoked"
+        else:
+            state = "online" if screen_service.is_online(s) else "offline"
+        seen = s.last_seen_at.isoformat(timespec="seconds") + "Z" if s.last_seen_at else "never"
+        click.echo(
+            f"{s.code}  {state:<8} {s.region.code:<12} {s.width}x{s.height:<5} "
+            f"seen {seen}  {s.name}"
+        )
+
+
+@screen.command("revoke")
+@click.argument("code")
+@with_appcontext
+def screen_revoke(code: str) -> None:
+    """Revoke a screen's token; a connected player is told and disconnected."""
+    from server.services import screens as screen_service
+    from server.services.errors import ServiceError
+
+    try:
+        target = screen_service.get(code)
+        screen_service.revoke(None, target, "cli")
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"Revoked screen {target.code} “{target.name}”.")
 
 
 def _make_app() -> Flask:

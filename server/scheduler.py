@@ -7,8 +7,7 @@ safe to run from several processes at once (see services.notices.run_schedule).
 from __future__ import annotations
 
 import logging
-import threading
-import time
+from typing import Any
 
 import click
 from flask import Flask
@@ -23,8 +22,10 @@ def tick(app: Flask) -> list[int]:
         return notices.run_schedule()
 
 
-def start(app: Flask, interval: float = 15.0) -> threading.Thread:
-    """Run `tick` every `interval` seconds in a daemon thread (a greenlet under gevent)."""
+def start(app: Flask, interval: float = 15.0) -> Any:
+    """Run `tick` every `interval` seconds as a Socket.IO background task: a greenlet under
+    gevent (cooperating with the screens' connections), a daemon thread otherwise."""
+    from server.extensions import socketio
 
     def loop() -> None:
         while True:
@@ -34,11 +35,9 @@ def start(app: Flask, interval: float = 15.0) -> threading.Thread:
                     log.info("scheduler changed notices %s", changed)
             except Exception:  # keep the loop alive; the next pass retries
                 log.exception("scheduler pass failed")
-            time.sleep(interval)
+            socketio.sleep(interval)
 
-    thread = threading.Thread(target=loop, name="cunping-scheduler", daemon=True)
-    thread.start()
-    return thread
+    return socketio.start_background_task(loop)
 
 
 def init_app(app: Flask) -> None:

@@ -323,3 +323,31 @@ def test_to_blocks_covers_the_markup_editors_use() -> None:
         protocol.check_block(block)
     assert to_blocks("<b>x</b>") == [{"type": "paragraph",
                                       "runs": [{"text": "<b>x</b>", "bold": False}]}]
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def test_cli_screen_add_list_revoke(app: Flask, world: World) -> None:
+    from tests.test_cli import run
+
+    code, out = run(app, "screen", "add", "--region", "V11", "--name", "村委会门口",
+                    "--size", "1080x1920")
+    assert code == 0, out
+    token = next(line for line in out.splitlines() if line.startswith("token = ")).split('"')[1]
+    assert 'server = "http://cp.test"' in out
+    screen = screen_service.authenticate(token)
+    assert screen is not None and screen.orientation == "portrait"
+    code, out = run(app, "screen", "list")
+    assert code == 0 and screen.code in out and "offline" in out and "村委会门口" in out
+    code, out = run(app, "screen", "revoke", screen.code)
+    assert code == 0, out
+    assert screen_service.authenticate(token) is None
+    code, out = run(app, "screen", "list")
+    assert "revoked" in out
+    code, out = run(app, "screen", "add", "--region", "nope", "--name", "x")
+    assert code != 0 and "Traceback" not in out
+    code, out = run(app, "screen", "add", "--region", "V11", "--name", "x", "--size", "big")
+    assert code != 0 and "WIDTHxHEIGHT" in out
+    code, out = run(app, "screen", "revoke", "zzzzzz")
+    assert code != 0 and "zzzzzz" in out

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Flask
 
@@ -33,15 +32,16 @@ def _async_mode(app: Flask) -> str:
     return "threading"
 
 
-def _origins(app: Flask) -> list[str]:
-    """Browsers may connect only from our own public origin (players send no Origin)."""
+def _origins(app: Flask) -> list[str] | None:
+    """Origins allowed to open a connection. By default only the server's own (the Host the
+    request came to, as python-engineio checks it): players send that origin, and a browser
+    page of another site cannot connect. SOCKETIO_CORS_ORIGINS lists others explicitly."""
     configured = app.config.get("SOCKETIO_CORS_ORIGINS") or os.environ.get(
         "SOCKETIO_CORS_ORIGINS"
     )
     if configured:
         return [o.strip() for o in str(configured).split(",") if o.strip()]
-    base = urlsplit(app.config["PUBLIC_BASE_URL"])
-    return [f"{base.scheme}://{base.netloc}"]
+    return None
 
 
 def init_app(app: Flask) -> None:

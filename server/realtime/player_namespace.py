@@ -35,8 +35,8 @@ def screen_rooms(screen: Screen) -> list[str]:
 
 
 def welcome(screen: Screen, revision: int) -> dict[str, Any]:
-    chain = [screen.region, *screen.region.ancestors()]
-    county = current_app.config.get("COUNTY_NAME") or chain[-1].name
+    root = ([*screen.region.ancestors(), screen.region])[0]
+    county = current_app.config.get("COUNTY_NAME") or root.name
     return {
         "screen": screen_service.describe(screen),
         "county_name": county,
@@ -48,6 +48,18 @@ def welcome(screen: Screen, revision: int) -> dict[str, Any]:
 
 def _iso(value: Any) -> str:
     return str(value.isoformat(timespec="seconds")) + "Z"
+
+
+def client_ip() -> str | None:
+    """The player's address; behind CUNPING_PROXY_COUNT proxies, from X-Forwarded-For (the
+    Socket.IO middleware sees the request before ProxyFix does)."""
+    hops = current_app.config.get("PROXY_COUNT") or 0
+    if hops:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        chain = [part.strip() for part in forwarded.split(",") if part.strip()]
+        if len(chain) >= hops:
+            return chain[-hops]
+    return request.remote_addr
 
 
 def _too_big(data: Any, limit: int) -> bool:
@@ -96,7 +108,7 @@ class PlayerNamespace(Namespace):
             self._screens[sid] = screen.id
         for room in screen_rooms(screen):
             join_room(room)
-        screen_service.record_connect(screen, sid, request.remote_addr)
+        screen_service.record_connect(screen, sid, client_ip())
         # Rooms first, then the snapshot: a change committed meanwhile is in one or the other.
         snap = playlist.snapshot(screen)
         emit(protocol.WELCOME, welcome(screen, snap.revision))
