@@ -210,8 +210,17 @@ def test_sync_acks_current_or_sends_a_snapshot(app: Flask, world: World) -> None
         protocol.SYNC, {"revision": snap.revision, "digest": snap.digest}, namespace=NS,
         callback=True,
     )
-    assert ack["status"] == "current"
+    assert ack == {"status": "current", "revision": snap.revision}
     assert events(village.client) == []
+    # The same notices under an older revision: current, and the ack gives the revision.
+    ack = village.client.emit(protocol.SYNC, {"revision": 1, "digest": snap.digest},
+                              namespace=NS, callback=True)
+    assert ack == {"status": "current", "revision": snap.revision}
+    # Revision -1 asks for a full snapshot whatever the digest.
+    ack = village.client.emit(protocol.SYNC, {"revision": -1, "digest": snap.digest},
+                              namespace=NS, callback=True)
+    assert ack["status"] == "snapshot"
+    assert len(events(village.client, protocol.SNAPSHOT)) == 1
     ack = village.client.emit(protocol.SYNC, {"revision": 0, "digest": ""}, namespace=NS,
                               callback=True)
     assert ack["status"] == "snapshot"

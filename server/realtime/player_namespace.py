@@ -135,7 +135,8 @@ class PlayerNamespace(Namespace):
             return {"status": "refused"}
         data = data if isinstance(data, dict) and not _too_big(data, 1024) else {}
         snap = playlist.snapshot(screen)
-        if data.get("revision") == snap.revision and data.get("digest") == snap.digest:
+        # The same notices (digest) is enough: the player adopts the server's revision.
+        if data.get("digest") == snap.digest and data.get("revision") != -1:
             return {"status": "current", "revision": snap.revision}
         self._send_snapshot(screen)
         return {"status": "snapshot", "revision": snap.revision}
