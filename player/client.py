@@ -122,8 +122,8 @@ def check_welcome(data: Any) -> dict[str, Any]:
     screen = data.get("screen")
     require(isinstance(screen, dict), "welcome: bad screen")
     require(isinstance(screen.get("code"), str), "welcome: bad screen code")
-    chain = screen.get("region_chain")
-    require(isinstance(chain, list) and all(isinstance(i, int) for i in chain),
+    chain = screen.get("region_chain")  # absent: the player trusts the server's selection
+    require(chain is None or (isinstance(chain, list) and all(isinstance(i, int) for i in chain)),
             "welcome: bad region_chain")
     require(screen.get("public_url") is None or isinstance(screen.get("public_url"), str),
             "welcome: bad public_url")
@@ -375,8 +375,11 @@ class PlayerClient:
 
     def _on_welcome(self, data: Any) -> None:
         check_welcome(data)
+        screen = dict(data["screen"])
+        if not screen.get("public_url"):
+            screen["public_url"] = f"{self.server}/s/{screen['code']}"
         with self._lock:
-            self.screen = dict(data["screen"])
+            self.screen = screen
             self.county_name = data.get("county_name")
             self.store.save_state(revision=self.revision, screen=self.screen,
                                   county_name=self.county_name)

@@ -355,3 +355,30 @@ def test_refused_then_pairing_then_paired(tmp_path: Path, fake_server: FakeServe
             in fake_server.events
     finally:
         link.stop()
+
+
+def test_welcome_without_chain_or_public_url(link: PlayerClient) -> None:
+    PlayerNamespace(link).on_welcome({"screen": {"code": "S9", "name": "x"},
+                                      "county_name": "清源县"})
+    [(command, payload)] = drain(link.work)
+    assert command == "welcome"
+    assert payload["screen"]["public_url"] == "http://127.0.0.1:9/s/S9"
+    assert payload["screen"].get("region_chain") is None  # no filter: trust the server
+
+
+def test_sync_ack_current_adopts_the_servers_revision(link: PlayerClient) -> None:
+    class FakeSio:
+        def __init__(self, ack: Any) -> None:
+            self.ack = ack
+
+        def call(self, event: str, data: Any, namespace: str, timeout: float) -> Any:
+            return self.ack
+
+    PlayerNamespace(link).on_snapshot({"revision": 5, "notices": [make_notice("A")]})
+    drain(link.work)
+    link.sync(FakeSio({"status": "current", "revision": 11}))  # type: ignore[arg-type]
+    assert link.revision == 11 and link.store.state()["revision"] == 11
+    link.sync(FakeSio({"status": "current", "revision": 3}))  # type: ignore[arg-type]
+    assert link.revision == 11  # never backwards
+    link.sync(FakeSio({"status": "refused"}))  # type: ignore[arg-type]
+    assert drain(link.work) == [("status", {"state": "refused", "reason": "refused"})]
