@@ -351,3 +351,36 @@ def test_cli_screen_add_list_revoke(app: Flask, world: World) -> None:
     assert code != 0 and "WIDTHxHEIGHT" in out
     code, out = run(app, "screen", "revoke", "zzzzzz")
     assert code != 0 and "zzzzzz" in out
+
+
+def test_concurrent_bumps_get_distinct_increasing_revisions(app: Flask, world: World) -> None:
+    """Several writers at once (threads here, processes in production): each bump is its own
+    value and the counter ends at the number of bumps."""
+    import threading
+
+    start = revisions.current()
+    got: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def writer() -> None:
+        try:
+            with app.app_context():
+                for _ in range(10):
+                    value = revisions.bump([world.village.id])
+                    db.session.commit()
+                    with lock:
+                        got.append(value)
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sorted(got) == list(range(start + 1, start + 41))
+    db.session.expire_all()
+    assert revisions.current() == start + 40
+    assert revisions.region_revision(world.village) == start + 40
