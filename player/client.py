@@ -183,8 +183,8 @@ class PlayerClient:
         token = self.token()
         if token:
             with self._lock:
-                return {"token": token, "revision": self.revision,
-                        "digest": protocol.digest(self.notices.values()), **base}
+                digest = protocol.digest(self.notices.values()) if self.revision >= 0 else ""
+                return {"token": token, "revision": self.revision, "digest": digest, **base}
         return {"pairing": self.store.pairing_secret(), **base}
 
     # -- thread -------------------------------------------------------------------------------
@@ -376,15 +376,24 @@ class PlayerClient:
     def _on_welcome(self, data: Any) -> None:
         check_welcome(data)
         screen = dict(data["screen"])
-        if not screen.get("public_url"):
-            screen["public_url"] = f"{self.server}/s/{screen['code']}"
         with self._lock:
+            if not screen.get("public_url"):
+                screen["public_url"] = f"{self._public_base()}/s/{screen['code']}"
             self.screen = screen
             self.county_name = data.get("county_name")
             self.store.save_state(revision=self.revision, screen=self.screen,
                                   county_name=self.county_name)
         log.info("screen %s (%s)", self.screen.get("code"), self.screen.get("name"))
         self.post("welcome", {"screen": self.screen, "county_name": self.county_name})
+
+    def _public_base(self) -> str:
+        """The residents' base URL when WELCOME does not say: the one in the notices' URLs
+        (the server's PUBLIC_BASE_URL), else the address this player connects to."""
+        for notice in self.notices.values():
+            base, sep, _code = notice["url"].rpartition("/n/")
+            if sep and base.startswith(("http://", "https://")):
+                return base
+        return self.server
 
     def _on_snapshot(self, data: Any) -> None:
         protocol.check_snapshot(data)
@@ -398,7 +407,6 @@ class PlayerClient:
         protocol.check_delta(data)
         code = data["notice"]["code"]
         with self._lock:
-            gap = data["revision"] != self.revision + 1
             if data["op"] == "upsert":
                 old = self.notices.get(code)
                 if old is not None and old["version"] > data["notice"]["version"]:
@@ -409,11 +417,9 @@ class PlayerClient:
                 self.notices.pop(code, None)
             self.revision = max(self.revision, data["revision"])
             self._commit()
+        # Revisions are global, so gaps are normal; a missed delta is caught by the digest
+        # on the next connect or reconcile.
         log.info("notice %s %s (revision %s)", data["op"], code, data["revision"])
-        if gap:
-            # Missed or reordered deltas, or a revision shared with other screens: let the
-            # server compare digests.
-            self.request_sync()
 
     def _commit(self) -> None:
         """Save and hand over the whole set (the caller holds the lock)."""
@@ -447,6 +453,14 @@ class PlayerClient:
         reason = data.get("reason") if isinstance(data, dict) else None
         self._revoked = reason if isinstance(reason, str) else ""
         log.warning("this screen's token was revoked: %s", self._revoked)
+        if not self.config_token and self.store.token():
+            # A revoked token never comes back (docs/protocol.md): forget it, so the next
+            # connect asks for pairing and an editor can pair the screen again.
+            self.store.clear_token()
+        with self._lock:  # a revoked screen shows nothing of the county's any more
+            self.notices = {}
+            self.revision = -1
+            self._commit()
         self.post("status", {"state": "refused", "reason": self._revoked})
 
 

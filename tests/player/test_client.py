@@ -76,12 +76,13 @@ def test_deltas_upsert_and_remove(link: PlayerClient) -> None:
     assert not link._sync_full and not link._sync_soon  # contiguous: no resync needed
 
 
-def test_gap_in_revisions_asks_the_server_to_compare(link: PlayerClient) -> None:
+def test_gap_in_revisions_is_normal(link: PlayerClient) -> None:
+    """Revisions are global: a screen sees gaps; the digest check catches real misses."""
     ns = PlayerNamespace(link)
     ns.on_snapshot({"revision": 5, "notices": []})
     ns.on_notice({"revision": 9, "op": "upsert", "notice": make_notice("A")})
     assert link.revision == 9
-    assert link._sync_soon and not link._sync_full
+    assert not link._sync_soon and not link._sync_full
 
 
 def test_stale_upsert_does_not_go_back_a_version(link: PlayerClient) -> None:
@@ -193,9 +194,26 @@ def test_config_token_wins_over_the_stored_one(tmp_path: Path) -> None:
     assert link.auth()["token"] == "provisioned-token"
 
 
-def test_revoked_is_shown(link: PlayerClient) -> None:
-    PlayerNamespace(link).on_revoked({"reason": "屏幕已停用"})
-    assert drain(link.work) == [("status", {"state": "refused", "reason": "屏幕已停用"})]
+def test_revoked_is_shown_and_the_token_forgotten(link: PlayerClient) -> None:
+    PlayerNamespace(link).on_snapshot({"revision": 5, "notices": [make_notice("A")]})
+    drain(link.work)
+    PlayerNamespace(link).on_revoked({"reason": "revoked"})
+    assert drain(link.work) == [("notices", {"notices": [], "revision": -1}),
+                                ("status", {"state": "refused", "reason": "revoked"})]
+    assert link.store.load_notices() == []  # nothing of the county's left on screen or disk
+    assert link.store.token() is None
+    assert "pairing" in link.auth()  # next connect asks to be paired again
+
+
+def test_revoked_config_token_is_kept(tmp_path: Path) -> None:
+    link = PlayerClient("http://x", Store(tmp_path), queue.Queue(), version="1", size=(1, 1),
+                        config_token="provisioned-token")
+    PlayerNamespace(link).on_revoked({"reason": "revoked"})
+    assert link.auth()["token"] == "provisioned-token"  # an operator must change the file
+
+
+def test_nothing_cached_sends_an_empty_digest(link: PlayerClient) -> None:
+    assert (link.auth()["revision"], link.auth()["digest"]) == (-1, "")
 
 
 def test_corrupt_cache_starts_from_revision_minus_one(tmp_path: Path) -> None:
@@ -363,6 +381,10 @@ def test_welcome_without_chain_or_public_url(link: PlayerClient) -> None:
     [(command, payload)] = drain(link.work)
     assert command == "welcome"
     assert payload["screen"]["public_url"] == "http://127.0.0.1:9/s/S9"
+    # the residents' address is the one in the notices' URLs when there are notices
+    PlayerNamespace(link).on_snapshot({"revision": 1, "notices": [make_notice("A")]})
+    PlayerNamespace(link).on_welcome({"screen": {"code": "S9", "name": "x"}})
+    assert drain(link.work)[-1][1]["screen"]["public_url"] == "http://cunping.test/s/S9"
     assert payload["screen"].get("region_chain") is None  # no filter: trust the server
 
 
@@ -381,4 +403,5 @@ def test_sync_ack_current_adopts_the_servers_revision(link: PlayerClient) -> Non
     link.sync(FakeSio({"status": "current", "revision": 3}))  # type: ignore[arg-type]
     assert link.revision == 11  # never backwards
     link.sync(FakeSio({"status": "refused"}))  # type: ignore[arg-type]
-    assert drain(link.work) == [("status", {"state": "refused", "reason": "refused"})]
+    assert drain(link.work)[-1] == ("status", {"state": "refused", "reason": "refused"})
+    assert link._reconnect
