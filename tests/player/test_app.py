@@ -309,3 +309,15 @@ def test_cli_config_errors_are_one_line(tmp_path: Path) -> None:
                          env=env, capture_output=True, text=True, timeout=60)
     assert "server must be an http:// or https:// URL" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_no_chinese_font_stops_with_a_clear_message(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.ttf"  # a file that is no font that draws Chinese
+    latin.write_bytes(b"\0" * 64)
+    out = subprocess.run([sys.executable, "-m", "player", "--server", "http://127.0.0.1:9",
+                          "--display", "headless", "--data-dir", str(tmp_path / "d"),
+                          "--font", str(latin)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2
+    assert "cannot draw Chinese" in out.stderr
+    assert "Traceback" not in out.stderr
