@@ -327,9 +327,10 @@ class PlayerApp:
         if key == self.shown:
             return  # one notice with one page: nothing changes on screen
         log.debug("showing %s page %d/%d", slide.code, page + 1, len(pages))
-        self._put(pages[page], key, slide.code, page)
+        self._put(pages[page], key, slide.code, page, version=notice.get("version"))
 
     def _put(self, image: Image.Image, key: tuple[Any, ...], showing: str,
-             page: int = 0) -> None:
-        self.display.show(image, {"showing": showing, "page": page, "revision": self.revision})
+             page: int = 0, version: int | None = None) -> None:
+        self.display.show(image, {"showing": showing, "page": page, "revision": self.revision,
+                                  "version": version})
         self.shown = key

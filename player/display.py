@@ -82,7 +82,7 @@ class HeadlessDisplay:
         line = {"seq": self.seq, "file": name,
                 "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "showing": info.get("showing"), "page": info.get("page", 0),
-                "revision": info.get("revision")}
+                "revision": info.get("revision"), "version": info.get("version")}
         with self.log_path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
         self._lines += 1
