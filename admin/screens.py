@@ -99,7 +99,7 @@ def _screen(user: User, screen_id: int) -> Screen:
 def last_seen(value: datetime | None) -> str:
     """“3 minutes ago” (localised), or “never”."""
     if value is None:
-        return _("never")
+        return _("never connected")
     return format_timedelta(value - utcnow(), add_direction=True, threshold=0.9)
 
 
