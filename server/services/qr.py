@@ -26,6 +26,11 @@ def notice_url(base_url: str, code: str, screen: str | None = None) -> str:
     return url
 
 
+def screen_url(base_url: str, code: str) -> str:
+    """The public address of a screen's own page, e.g. ``http://host/s/Xy7pQ2``."""
+    return f"{base_url.rstrip('/')}/s/{quote(code, safe='')}"
+
+
 def make(url: str) -> segno.QRCode:
     """The QR symbol for `url` (a regular QR code, never a Micro QR)."""
     return segno.make(url, error=ERROR, boost_error=False, micro=False)

@@ -23,7 +23,7 @@ from server import signals
 from server.extensions import db
 from server.models import PairingRequest, Region, Role, Screen, User
 from server.models.base import utcnow
-from server.services import audit, permissions
+from server.services import audit, permissions, qr, revisions
 from server.services.errors import NotFound, PermissionDenied, ValidationError
 from server.services.markup import clean_text
 from server.services.notices import CODE_ALPHABET, CODE_LENGTH
@@ -398,6 +398,10 @@ def describe(screen: Screen) -> dict[str, Any]:
         "name": screen.name,
         "region": screen.region.full_name,
         "region_id": screen.region_id,
+        # Ancestors and itself: a notice aimed at any of these is for this screen.
+        "region_chain": revisions.chain_ids(screen.region),
+        # The screen's own page for residents (the standby slide's QR code).
+        "public_url": qr.screen_url(current_app.config["PUBLIC_BASE_URL"], screen.code),
         "width": screen.width,
         "height": screen.height,
         "orientation": screen.orientation,
