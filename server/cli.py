@@ -48,15 +48,20 @@ def serve(host: str, port: int, no_migrate: bool) -> None:
 @click.option("--serve", "then_serve", is_flag=True, help="Start the server afterwards.")
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=5000, type=int)
+@click.option("--player/--no-player", default=True,
+              help="With --serve: also start a demo screen's player (a window where there is a "
+                   "display, PNG frames in the instance folder otherwise).")
 @click.pass_context
 @with_appcontext
-def demo(ctx: click.Context, then_serve: bool, host: str, port: int) -> None:
+def demo(ctx: click.Context, then_serve: bool, host: str, port: int, player: bool) -> None:
     """Create the database and fill it with a demo county (once); print the logins."""
     from server import demo as demo_data
 
     _upgrade()
     created = demo_data.load()
     base = f"http://{host}:{port}"
+    if not os.environ.get("PUBLIC_BASE_URL"):
+        current_app.config["PUBLIC_BASE_URL"] = base  # QR codes point at this demo server
     click.echo("Demo county ready." if created else "Demo data already present.")
     click.echo(f"\n  Admin:  {base}/admin/   (every password: {demo_data.PASSWORD})")
     for username, description in demo_data.LOGINS:
@@ -65,7 +70,37 @@ def demo(ctx: click.Context, then_serve: bool, host: str, port: int) -> None:
     if codes:
         click.echo(f"\n  A notice as residents see it: {base}/n/{codes[0]}")
     if then_serve:
+        if player:
+            _start_demo_player(base)
         ctx.invoke(serve, host=host, port=port, no_migrate=True)
+
+
+def _start_demo_player(base: str) -> None:
+    """Start `cunping player` for the demo screen next to the server; it stops with us."""
+    import atexit
+    import subprocess
+
+    from server import demo as demo_data
+
+    folder = os.path.join(current_app.instance_path, "demo-player")
+    token = demo_data.demo_screen_token(folder)
+    windowed = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    args = [sys.executable, "-m", "server", "player", "--server", base, "--token", token,
+            "--data-dir", folder, "--size", "1280x720"]
+    if windowed:
+        args += ["--display", "pygame", "--windowed"]
+        where = "in a window"
+    else:
+        frames = os.path.join(folder, "frames")
+        args += ["--display", "headless", "--frames-dir", frames]
+        where = f"headless: the screen's frames are PNG files in {frames} (current.png)"
+    try:
+        child = subprocess.Popen(args)
+    except OSError as exc:  # the demo server is still useful without its screen
+        click.echo(f"  The demo screen's player did not start: {exc}", err=True)
+        return
+    atexit.register(child.terminate)
+    click.echo(f"\n  Demo screen 前王庄村广场屏: a player runs {where}")
 
 
 @click.command("create-admin")

@@ -331,3 +331,24 @@ def sample_codes() -> list[str]:
         select(Notice.code).where(Notice.status == "published").order_by(Notice.id)
     ).all()
     return list(rows)
+
+
+def demo_screen_token(folder: str) -> str:
+    """The demo screen's token, kept in `folder`; the screen is provisioned the first time."""
+    import os
+    from pathlib import Path
+
+    from server.services import screens
+
+    path = Path(folder) / "demo-screen-token"
+    if path.exists():
+        token = path.read_text().strip()
+        if screens.authenticate(token) is not None:
+            return token
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    _screen, token = screens.provision(None, regions.get("371399101002"), "前王庄村广场屏",
+                                       width=1280, height=720)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token)
+    return token
