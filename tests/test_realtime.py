@@ -289,7 +289,7 @@ def test_revoking_a_connected_screen_tells_it_and_disconnects(app: Flask, world:
     assert not village.client.is_connected(NS)
     # The test client refuses get_received once disconnected; what arrived is in its queue.
     got = [e["args"][0] for e in village.client.queue if e["name"] == protocol.REVOKED]
-    assert got == [{"reason": "revoked"}]
+    assert got == [{"reason": "丢失"}]  # the editor's reason reaches the screen
     assert not connect(app, {"token": village.token}).is_connected(NS)
 
 

@@ -23,7 +23,7 @@ from server.services.feedback import SCREEN_CODE_RE
 
 def screen_url(code: str) -> str:
     """The public address of a screen's page, e.g. ``http://host/s/Ab3xK9``."""
-    return f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/s/{code}"
+    return qr.screen_url(current_app.config["PUBLIC_BASE_URL"], code)
 
 
 def _screen_or_none(code: str) -> Screen | None:

@@ -123,12 +123,14 @@ def on_screen_changed(
     sid: str | None = None,
     reason: str = "",
     old_region_id: int | None = None,
+    message: str = "",
     **kwargs: Any,
 ) -> None:
     """Revoked: tell the player and close its connection. Moved: swap its rooms on the live
     connection and send it its new region's snapshot."""
     if reason == "revoked":
-        _emit(protocol.REVOKED, {"reason": "revoked"}, [f"screen:{screen_id}"])
+        # The editor's reason, shown on the screen (say, "moved to the new service hall").
+        _emit(protocol.REVOKED, {"reason": message or "revoked"}, [f"screen:{screen_id}"])
         _disconnect(screen_id, sid)
         return
     screen = db.session.get(Screen, screen_id)

@@ -225,7 +225,8 @@ def revoke(actor: User | None, screen: Screen, reason: str = "") -> Screen:
         actor, "screen", screen.id, "revoke", reason=reason, detail={"prefix": screen.token_prefix}
     )
     db.session.commit()
-    _emit(signals.screen_changed, screen_id=screen.id, sid=sid, reason="revoked")
+    _emit(signals.screen_changed, screen_id=screen.id, sid=sid, reason="revoked",
+          message=clean_text(reason or "").strip()[:200])
     return screen
 
 
