@@ -28,7 +28,7 @@ from admin.guards import form_errors, login_required, me
 from server.extensions import db
 from server.models import Notice, Region, Revision, Screen, User
 from server.models.base import utcnow
-from server.services import notices, regions, screen_views
+from server.services import notices, playlist, regions, screen_views
 from server.services import screens as screen_service
 from server.services.errors import NotFound, PermissionDenied, ServiceError, ValidationError
 
@@ -358,7 +358,7 @@ def render_preview(notice: Notice, rev: Revision, size: tuple[int, int]) -> list
         return pages
     fonts = preview_fonts()
     assert fonts is not None
-    payload = screen_views.revision_payload(notice, rev)
+    payload = playlist.revision_payload(notice, rev)
     images = _images(rev, payload)
     rendered = Renderer(fonts, size).notice_pages(payload, payload["url"], images=images)
     pages = []

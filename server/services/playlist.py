@@ -17,7 +17,7 @@ from typing import Any
 from flask import current_app
 
 from player import protocol
-from server.models import Notice, Screen
+from server.models import Notice, Revision, Screen
 from server.models.base import utcnow
 from server.services import notices as notice_service
 from server.services import qr, revisions
@@ -38,6 +38,13 @@ def notice_payload(notice: Notice) -> dict[str, Any]:
     """The live revision of `notice` as a NoticePayload (see player/protocol.py)."""
     rev = notice.live_revision
     assert rev is not None, "only live notices go to screens"
+    return revision_payload(notice, rev)
+
+
+def revision_payload(notice: Notice, rev: Revision) -> dict[str, Any]:
+    """Any revision of `notice` (draft, pending or live) as a NoticePayload, as a screen gets
+    it once that revision is live (admin previews use this for drafts)."""
+    published = notice.published_at if rev is notice.live_revision else None
     return {
         "code": notice.code,
         "version": rev.number,
@@ -50,7 +57,7 @@ def notice_payload(notice: Notice) -> dict[str, Any]:
         "blocks": to_blocks(rev.body),
         "regions": [r.full_name for r in rev.targets],
         "targets": [r.id for r in rev.targets],
-        "published_at": _iso(notice.published_at),
+        "published_at": _iso(published or rev.publish_at or utcnow()),
         "expire_at": _iso(rev.expire_at),
         "duration_s": rev.duration_s,
         "pinned": rev.pinned,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from flask import current_app
 from sqlalchemy import or_, select
@@ -17,11 +16,9 @@ from sqlalchemy import or_, select
 from server import signals
 from server.extensions import db
 from server.models import Notice, Region, Revision, Screen, User
-from server.models.base import utcnow
-from server.services import audit, qr, revisions
+from server.services import audit, revisions
 from server.services import notices as notice_service
 from server.services import screens as screen_service
-from server.services.markup import to_blocks
 
 DEFAULT_SIZE = (1920, 1080)
 
@@ -32,31 +29,6 @@ def _iso(value: datetime | None) -> str | None:
 
 def get_by_id(screen_id: int) -> Screen | None:
     return db.session.get(Screen, screen_id)
-
-
-def revision_payload(notice: Notice, rev: Revision) -> dict[str, Any]:
-    """Any revision of `notice` (draft, pending or live) as a NoticePayload, as a screen would
-    get it once that revision is live (see player/protocol.py)."""
-    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
-    return {
-        "code": notice.code,
-        "version": rev.number,
-        "category": {
-            "key": rev.category.key,
-            "name": rev.category.name,
-            "color": rev.category.color,
-        },
-        "title": rev.title,
-        "blocks": to_blocks(rev.body),
-        "regions": [r.full_name for r in rev.targets],
-        "targets": [r.id for r in rev.targets],
-        "published_at": _iso(notice.published_at or rev.publish_at or utcnow()),
-        "expire_at": _iso(rev.expire_at),
-        "duration_s": rev.duration_s,
-        "pinned": rev.pinned,
-        "url": qr.notice_url(base, notice.code),
-        "images": [f"{base}/media/{image.filename}" for image in rev.images],
-    }
 
 
 def screens_under(targets: list[Region]) -> list[Screen]:
