@@ -54,6 +54,7 @@ ENTITY_LABELS = {
     "token": _l("API token"),
     "feedback": _l("Feedback"),
     "login": _l("Login"),
+    "screen": _l("Screen"),
 }
 # Offered as suggestions in the audit filter (any action may be typed).
 KNOWN_ACTIONS = (
@@ -504,6 +505,8 @@ def _entity_link(event: AuditEvent) -> str | None:
         return url_for("admin.region_edit", region_id=event.entity_id)
     if event.entity == "category":
         return url_for("admin.category_list")
+    if event.entity == "screen":
+        return url_for("admin.screen_detail", screen_id=event.entity_id)
     return None
 
 

@@ -41,6 +41,12 @@ ACTION_LABELS = {
     "withdraw": _l("withdrawn"),
     "expire": _l("expired"),
     "skip": _l("not published (expired first)"),
+    # screens
+    "pair": _l("paired"),
+    "rename": _l("renamed"),
+    "move": _l("moved"),
+    "revoke": _l("revoked"),
+    "token": _l("new token issued"),
 }
 
 ROLE_LABELS = {

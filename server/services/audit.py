@@ -45,7 +45,7 @@ def record(
 
 # --- reading (added with the audit log page) -----------------------------------------------
 
-ENTITIES = ("notice", "user", "region", "category", "token", "feedback", "login")
+ENTITIES = ("notice", "user", "region", "category", "token", "feedback", "login", "screen")
 PER_PAGE = 50
 
 
