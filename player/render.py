@@ -13,7 +13,7 @@ Layout of a notice slide (landscape):
 
 Portrait screens put the footer and the QR code in a band below the body. Everything is sized
 from the screen's short side so 1920×1080, 1280×720 and 1080×1920 look alike; body text is at
-least 1/28 of the short side (39 px at 1080p), more on portrait screens.
+least 1/28 of the short side (39 px at 1080p) and 1/30 of the height (64 px on portrait).
 
 Nothing is cut off silently: long bodies continue on further pages (a table repeats its
 header), a long title shrinks and, past three lines at its smallest size, is shown in full on
@@ -165,9 +165,13 @@ class Renderer:
         self.portrait = h > w
         short = min(w, h)
         self.short = short
-        # Body text: 1/28 of the short side (39 px at 1080p); bigger on a portrait screen,
-        # where lines are short anyway and the screen is tall.
-        self.body_size = -(-short // 28) if not self.portrait else max(-(-short // 28), h // 40)
+        # Body text: 1/28 of the short side (39 px at 1080p) and never below 1/30 of the
+        # screen height (the floor for reading from a few metres): 64 px on a
+        # 1080×1920 portrait screen, where lines are short anyway and the screen is tall.
+        self.body_size = max(-(-short // 28), -(-h // 30))
+        # Table text on a portrait screen stays at 1/40 of the height (48 px), so a finance
+        # table's three or four columns keep one line per cell on a 1080 px wide screen.
+        self.table_size = self.body_size if not self.portrait else max(-(-short // 28), h // 40)
         self.margin = round(short * 0.045)
         self.band_h = round(short * 0.095)
         self.band_size = round(short * 0.046)
@@ -423,7 +427,7 @@ class Renderer:
         return Unit(h, self.body_size, draw, "", "image")
 
     def _table_units(self, block: dict[str, Any], width: int, page_h: int) -> list[Unit]:
-        s = self.body_size
+        s = self.table_size
         header = [self._runs(c) for c in block.get("header") or [] if isinstance(c, list)]
         rows = [[self._runs(c) for c in row if isinstance(c, list)]
                 for row in block.get("rows") or [] if isinstance(row, list)]
