@@ -189,11 +189,17 @@ def test_nothing_is_missed_while_the_player_is_stopped(
     county.editor.call("POST", f"/notices/{edited['id']}/publish", {})
     county.withdraw(dropped["id"])
 
+    before_stop = player.frames_log()[-1]["revision"]
     mark = last_seq(player)
     player.start()
-    seen = rotation_codes(player, mark, 17)  # three notices of 5 s each, plus a margin
+    # It shows its cached playlist at once, then catches up: count from the first frame drawn
+    # after the catch-up (a newer revision).
+    caught_up = wait_until(
+        lambda: next((f for f in frames_since(player, mark) if f["revision"] > before_stop),
+                     None), 15, what="the player caught up")
+    seen = rotation_codes(player, caught_up["seq"] - 1, 17)  # three notices of 5 s, plus margin
     assert seen == {kept["code"], edited["code"], added["code"]}
-    versions = {f["showing"]: f.get("version") for f in frames_since(player, mark)}
+    versions = {f["showing"]: f.get("version") for f in frames_since(player, caught_up["seq"] - 1)}
     assert versions[edited["code"]] == 2
 
 
