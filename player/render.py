@@ -169,8 +169,8 @@ class Renderer:
         # screen height (the floor for reading from a few metres): 64 px on a
         # 1080×1920 portrait screen, where lines are short anyway and the screen is tall.
         self.body_size = max(-(-short // 28), -(-h // 30))
-        # Table text on a portrait screen stays at 1/40 of the height (48 px), so a finance
-        # table's three or four columns keep one line per cell on a 1080 px wide screen.
+        # Table text on a portrait screen stays at 1/40 of the height (48 px): at 64 px a
+        # three-column finance table on a 1080 px wide screen wraps every cell to three lines.
         self.table_size = self.body_size if not self.portrait else max(-(-short // 28), h // 40)
         self.margin = round(short * 0.045)
         self.band_h = round(short * 0.095)
