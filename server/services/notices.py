@@ -396,22 +396,22 @@ def submit(actor: User, notice: Notice) -> Revision:
     if not can(actor, "submit", notice):
         raise PermissionDenied(_("You may not submit this notice: it is outside your regions."))
     rev = _pending(notice, RevisionState.DRAFT, "submit")
-    rev.state = RevisionState.SUBMITTED
     rev.submitted_by = actor
     rev.submitted_at = utcnow()
     rev.reject_reason = ""
+    return _advance(actor, notice, rev, RevisionState.SUBMITTED, NoticeStatus.SUBMITTED, "submit")
+
+
+def _advance(actor: User, notice: Notice, rev: Revision, state: RevisionState,
+             status: NoticeStatus, action: str) -> Revision:
+    """Move the pending revision to `state`; a notice that was never live follows it to
+    `status` (a live notice stays published while its next revision is reviewed). Audited."""
+    rev.state = state
     old = notice.status
     if notice.live_revision is None:
-        notice.status = NoticeStatus.SUBMITTED
-    audit.record(
-        actor,
-        "notice",
-        notice.id,
-        "submit",
-        from_state=old,
-        to_state=notice.status,
-        detail={"revision": rev.number},
-    )
+        notice.status = status
+    audit.record(actor, "notice", notice.id, action, from_state=old, to_state=notice.status,
+                 detail={"revision": rev.number})
     notice.updated_at = utcnow()
     db.session.commit()
     return rev
@@ -427,24 +427,9 @@ def approve(actor: User, notice: Notice, revision_number: int | None = None) -> 
             raise PermissionDenied(_("You cannot approve a notice you submitted yourself."))
         raise PermissionDenied(_("You may not review this notice: it is outside your regions."))
     rev = _pending(notice, RevisionState.SUBMITTED, "approve")
-    rev.state = RevisionState.APPROVED
     rev.reviewed_by = actor
     rev.reviewed_at = utcnow()
-    old = notice.status
-    if notice.live_revision is None:
-        notice.status = NoticeStatus.APPROVED
-    audit.record(
-        actor,
-        "notice",
-        notice.id,
-        "approve",
-        from_state=old,
-        to_state=notice.status,
-        detail={"revision": rev.number},
-    )
-    notice.updated_at = utcnow()
-    db.session.commit()
-    return rev
+    return _advance(actor, notice, rev, RevisionState.APPROVED, NoticeStatus.APPROVED, "approve")
 
 
 def reject(actor: User, notice: Notice, reason: str) -> Revision:
