@@ -18,12 +18,14 @@ least 1/28 of the short side (39 px at 1080p) and 1/30 of the height (64 px on p
 Nothing is cut off silently: long bodies continue on further pages (a table repeats its
 header), a long title shrinks and, past three lines at its smallest size, is shown in full on
 the first page and abridged with "…" on the following ones. Characters the font cannot draw
-(emoji) become □. Layouts are cached per notice code, version, QR URL and size.
+(emoji) become □. Layouts are cached per notice content, QR URL and size.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -304,12 +306,15 @@ class Renderer:
 
     def layout(self, notice: dict[str, Any], qr_url: str,
                images: dict[str, Image.Image] | None = None) -> Layout:
-        """The notice laid out in pages (cached by code, version, QR URL, images)."""
+        """The notice laid out in pages (cached by its content, QR URL and images: a draft
+        previewed twice with edits in between must not get the first layout back)."""
         category = notice.get("category") if isinstance(notice.get("category"), dict) else {}
         self._band_color = darken_for_band(parse_color(category.get("color")))
         usable = self._usable_images(notice, images)
-        key = (notice.get("code"), notice.get("version"), qr_url,
-               tuple((u, id(i)) for u, i in usable))
+        content = hashlib.sha1(
+            json.dumps(notice, sort_keys=True, ensure_ascii=False, default=str).encode()
+        ).hexdigest()
+        key = (notice.get("code"), content, qr_url, tuple((u, id(i)) for u, i in usable))
         if key[0] is not None and key in self._layouts:
             self._layouts.move_to_end(key)
             return self._layouts[key]
