@@ -418,9 +418,9 @@ def check(alert: AlertData) -> None:
     _enum(alert.certainty, CERTAINTIES, "info/certainty")
     if alert.level not in LEVELS:
         raise CapError(f"level: must be 1–4 (I–IV), not {alert.level!r}", "level")
-    for value, path in ((alert.effective, "info/effective"), (alert.onset, "info/onset"),
-                        (alert.expires, "info/expires")):
-        _aware(value, path)
+    for when, path in ((alert.effective, "info/effective"), (alert.onset, "info/onset"),
+                       (alert.expires, "info/expires")):
+        _aware(when, path)
     if alert.geocodes and not alert.area_desc:
         raise CapError("missing required field info/area/areaDesc (there are geocodes)",
                        "info/area/areaDesc")
