@@ -27,6 +27,32 @@ Block = {"type": "paragraph", "runs": [Run, ...]}
       | {"type": "table", "align": ["left"|"right"|"center", ...],
          "header": [[Run, ...], ...], "rows": [[[Run, ...], ...], ...]}
 Run = {"text": "...", "bold": bool}      # text may contain "\n" for a hard line break
+
+AlertPayload = {                   # an emergency alert; it takes over the whole screen
+    "code": "Qx7Lm2",              # the alert's public code (its page: url below)
+    "version": 2,                  # + 1 with every update (CAP Update); a new version is new
+    "level": 1,                    # 1–4: I red, II orange, III yellow, IV blue (I highest)
+    "color": "#d32f2f",            # the level's colour (LEVEL_COLORS)
+    "event": "暴雨",                # event type
+    "title": "清源县气象台发布暴雨红色预警",
+    "text": "...",                 # plain text, "\n" between paragraphs
+    "instruction": "...",          # what to do; may be ""
+    "sender_name": "清源县应急管理局",
+    "starts_at": iso, "expires_at": iso,   # shown only in between (UTC, "Z")
+    "issued_at": iso,              # when this version was put in force
+    "targets": [12],               # target region ids (like a notice's)
+    "url": "http://host/a/Qx7Lm2", # the residents' page for the QR code
+}
+
+Alerts are sent as a whole set, never as deltas: ALERTS carries every alert in force (or due to
+start) for this screen, and an empty list means "no alert". The player acknowledges it (the
+Socket.IO ack of the ALERTS event) with {"have": ["Qx7Lm2:2", ...]} — code:version of every
+alert it now holds, saved to disk; the server retries until that ack arrives (ALERT_ACK_SECONDS).
+Several alerts in force show one after another by level (I first); an alert outranks every
+notice, the pairing code and the standby slide.
+
+Play = {"code": "Ab3xK9", "version": 3, "started_at": iso, "seconds": 20}
+    one notice slide shown for `seconds` (whole seconds, ≥ 1), reported in PLAYS batches.
 """
 
 from __future__ import annotations
@@ -46,9 +72,16 @@ NOTICE = "notice"  # {"revision": int, "op": "upsert"|"remove", "notice": Notice
 PAIRING = "pairing"  # {"code": "123456", "expires_at": iso}
 PAIRED = "paired"  # {"token": "..."}: keep it and reconnect with it
 REVOKED = "revoked"  # {"reason": "..."}: the token is no longer valid
+ALERTS = "alerts"  # {"alerts": [AlertPayload, ...], "server_time": iso}; ack {"have": [...]}
+SCREENSHOT = "screenshot"  # {"request": str}: answer with FRAME, the frame shown now
 # player -> server
 SYNC = "sync"  # {"revision": int, "digest": str}; the ack says {"status": "current"|"snapshot"}
-HEARTBEAT = "heartbeat"  # {"showing": code|None, "revision", "digest", "version", "uptime_s"}
+HEARTBEAT = "heartbeat"  # {"showing": code|None, "revision", "digest", "version", "uptime_s",
+#                          "alert": code|None (the alert on screen now)}
+PLAYS = "plays"  # {"batch": str (≤ 40 chars, unique per batch), "plays": [Play, ...]};
+#                  ack {"status": "ok", "accepted": n} (a batch counted before: "ok" too)
+FRAME = "frame"  # {"request": str, "image": base64 JPEG, "width", "height", "showing"};
+#                  ack {"status": "ok"|"refused"}
 
 # Limits: anything larger is refused (server) or ignored with a full resync (player).
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024
@@ -56,6 +89,15 @@ MAX_NOTICES = 500
 MAX_TITLE = 200
 MAX_BLOCK_TEXT = 20_000
 
+MAX_ALERTS = 50
+MAX_ALERT_TEXT = 5_000
+MAX_PLAYS = 500  # per PLAYS batch
+MAX_FRAME_BYTES = 1024 * 1024  # a FRAME's JPEG, before base64
+LEVEL_COLORS = {1: "#d32f2f", 2: "#ef6c00", 3: "#f9a825", 4: "#1565c0"}
+LEVEL_NAMES = {1: "红色", 2: "橙色", 3: "黄色", 4: "蓝色"}  # 暴雨红色预警
+
+ALERT_ACK_SECONDS = 5  # no ack this long after sending ALERTS: send it again (then backing off)
+PLAYS_SECONDS = 60  # the player reports plays this often
 RECONCILE_SECONDS = 180  # the player re-checks its revision this often, as a backstop to push
 HEARTBEAT_SECONDS = 30
 ONLINE_GRACE_SECONDS = 90  # no heartbeat for this long: offline
@@ -153,3 +195,38 @@ def check_delta(payload: Any) -> dict[str, Any]:
         _require(isinstance(notice, dict) and isinstance(notice.get("code"), str),
                  "remove: bad code")
     return payload
+
+
+def check_alert(alert: Any) -> dict[str, Any]:
+    """Validate one AlertPayload; returns it, or raises ProtocolError naming the problem."""
+    _require(isinstance(alert, dict), "alert must be an object")
+    _require(isinstance(alert.get("code"), str) and 0 < len(alert["code"]) <= 16,
+             "alert: bad code")
+    _require(isinstance(alert.get("version"), int), "alert: bad version")
+    _require(alert.get("level") in LEVEL_COLORS, "alert: bad level")
+    for key, limit in (("title", MAX_TITLE), ("text", MAX_ALERT_TEXT),
+                       ("event", 80), ("sender_name", 200)):
+        _require(isinstance(alert.get(key), str) and len(alert[key]) <= limit,
+                 f"alert: bad {key}")
+    _require(isinstance(alert.get("instruction", ""), str)
+             and len(alert.get("instruction", "")) <= MAX_ALERT_TEXT, "alert: bad instruction")
+    for key in ("starts_at", "expires_at"):
+        _require(isinstance(alert.get(key), str), f"alert: bad {key}")
+    _require(isinstance(alert.get("targets"), list)
+             and all(isinstance(t, int) for t in alert["targets"]), "alert: bad targets")
+    _require(alert.get("url") is None or isinstance(alert.get("url"), str), "alert: bad url")
+    return alert
+
+
+def check_alerts(payload: Any) -> dict[str, Any]:
+    _require(isinstance(payload, dict), "alerts must be an object")
+    alerts = payload.get("alerts")
+    _require(isinstance(alerts, list) and len(alerts) <= MAX_ALERTS, "alerts: bad list")
+    for alert in alerts:
+        check_alert(alert)
+    return payload
+
+
+def alert_key(alert: dict[str, Any]) -> str:
+    """"code:version", as acknowledgements name an alert."""
+    return f"{alert['code']}:{alert['version']}"

@@ -45,6 +45,29 @@ class Config:
     MAX_IMAGE_PIXELS = 40_000_000
     MAX_IMAGES_PER_NOTICE = 9
 
+    # Emergency alerts (docs/alerts.md): one person issues, another confirms, when this is on.
+    ALERT_TWO_PERSON = os.environ.get("CUNPING_ALERT_TWO_PERSON", "") == "1"
+    # CAP <sender> of alerts issued here (an address that names this county's system).
+    CAP_SENDER = os.environ.get("CUNPING_CAP_SENDER", "cunping@localhost")
+    MAX_CAP_BYTES = 256 * 1024
+
+    # Dashboard: a screen silent this long is listed as offline for long (and mailed daily).
+    OFFLINE_ALERT_MINUTES = _env_int("CUNPING_OFFLINE_ALERT_MINUTES", 120)
+    # Daily digest of screens offline for long; sent only where SMTP is configured.
+    SMTP_HOST = os.environ.get("CUNPING_SMTP_HOST", "")
+    SMTP_PORT = _env_int("CUNPING_SMTP_PORT", 25)
+    SMTP_USER = os.environ.get("CUNPING_SMTP_USER", "")
+    SMTP_PASSWORD = os.environ.get("CUNPING_SMTP_PASSWORD", "")
+    SMTP_STARTTLS = os.environ.get("CUNPING_SMTP_STARTTLS", "") == "1"
+    MAIL_FROM = os.environ.get("CUNPING_MAIL_FROM", "cunping@localhost")
+    DIGEST_TO: ClassVar[list[str]] = [
+        a.strip() for a in os.environ.get("CUNPING_DIGEST_TO", "").split(",") if a.strip()
+    ]
+    DIGEST_HOUR = _env_int("CUNPING_DIGEST_HOUR", 8)  # local hour the digest goes out
+
+    # Proof of play is kept this many days (a disclosure must be provable: default 3 years).
+    PLAY_RETENTION_DAYS = _env_int("CUNPING_PLAY_RETENTION_DAYS", 3 * 366)
+
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
     RATELIMIT_HEADERS_ENABLED = True
     LOGIN_RATE_LIMIT = os.environ.get("CUNPING_LOGIN_RATE_LIMIT", "10 per 5 minutes")

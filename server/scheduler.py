@@ -16,10 +16,15 @@ log = logging.getLogger(__name__)
 
 
 def tick(app: Flask) -> list[int]:
-    from server.services import notices
+    """One pass: notices due are published or expired, alerts past their expiry end."""
+    from server.services import alerts, notices
 
     with app.app_context():
-        return notices.run_schedule()
+        changed = notices.run_schedule()
+        expired = alerts.expire_due()
+        if expired:
+            log.info("alerts expired: %s", expired)
+        return changed
 
 
 def start(app: Flask, interval: float = 15.0) -> Any:

@@ -21,3 +21,11 @@ screen_paired = _signals.signal("screen-paired")
 #: sent with `screen_id`, `sid` (its connection, or None) and `reason` after a screen was
 #: revoked ("revoked") or moved to another region ("moved"): its connection must end
 screen_changed = _signals.signal("screen-changed")
+
+#: sent with `alert_ids`, `region_ids` (old and new targets) and `reason` after an alert came
+#: into force, changed or ended: the alert dispatcher sends the affected screens their set
+alerts_changed = _signals.signal("alerts-changed")
+
+#: sent with `screen_id`, `online` (bool) and `region_ids` (its chain) when a screen's
+#: connection opens or closes, or it is found silent: the live dashboard updates its counts
+screen_presence = _signals.signal("screen-presence")

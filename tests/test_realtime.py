@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from flask import Flask
@@ -43,7 +44,10 @@ class Player:
         self.screen, self.token = screen_service.provision(None, region, name)
         self.client = connect(app, {"token": self.token, "revision": 0, "digest": ""})
         assert self.client.is_connected(NS)
-        self.first = names(self.client)
+        received = names(self.client)
+        # The alert set always comes first (empty here), then WELCOME and the snapshot.
+        assert received[0] == (protocol.ALERTS, {"alerts": [], "server_time": ANY})
+        self.first = received[1:]
 
     def deltas(self) -> list[dict[str, Any]]:
         found = events(self.client, protocol.NOTICE)
@@ -99,10 +103,12 @@ def test_connect_with_the_current_revision_and_digest_gets_no_snapshot(
     screen, token = screen_service.provision(None, world.village, "屏")
     snap = playlist.snapshot(screen)
     client = connect(app, {"token": token, "revision": snap.revision, "digest": snap.digest})
-    assert [name for name, _ in names(client)] == [protocol.WELCOME]
+    assert [name for name, _ in names(client)] == [protocol.ALERTS, protocol.WELCOME]
     # Same revision, wrong digest (e.g. a corrupted cache): a snapshot.
     client = connect(app, {"token": token, "revision": snap.revision, "digest": "x"})
-    assert [name for name, _ in names(client)] == [protocol.WELCOME, protocol.SNAPSHOT]
+    assert [name for name, _ in names(client)] == [
+        protocol.ALERTS, protocol.WELCOME, protocol.SNAPSHOT
+    ]
 
 
 def test_publish_reaches_the_village_and_town_screens_and_not_another_town(

@@ -1,6 +1,8 @@
 """SQLAlchemy models, one module per aggregate."""
 
+from server.models.alerts import Alert, AlertDelivery, AlertStatus, alert_targets
 from server.models.audit import AuditEvent
+from server.models.cadence import CadenceRule
 from server.models.feedback import Feedback
 from server.models.notices import (
     Category,
@@ -13,11 +15,16 @@ from server.models.notices import (
 )
 from server.models.regions import Region
 from server.models.screens import Counter, PairingRequest, RegionRevision, Screen
+from server.models.stats import PlayBatch, PlayStat, ScreenDay, Screenshot
 from server.models.users import ApiToken, Role, RoleGrant, User
 
 __all__ = [
+    "Alert",
+    "AlertDelivery",
+    "AlertStatus",
     "ApiToken",
     "AuditEvent",
+    "CadenceRule",
     "Category",
     "Counter",
     "Feedback",
@@ -25,6 +32,8 @@ __all__ = [
     "Notice",
     "NoticeStatus",
     "PairingRequest",
+    "PlayBatch",
+    "PlayStat",
     "Region",
     "RegionRevision",
     "Revision",
@@ -33,5 +42,8 @@ __all__ = [
     "RoleGrant",
     "ScanEvent",
     "Screen",
+    "ScreenDay",
+    "Screenshot",
     "User",
+    "alert_targets",
 ]

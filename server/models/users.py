@@ -20,6 +20,7 @@ class Role(enum.StrEnum):
     ADMIN = "admin"  # manages regions, users and categories in the subtree; sees everything
     EDITOR = "editor"  # writes, submits, publishes and withdraws notices; answers feedback
     REVIEWER = "reviewer"  # approves or rejects submitted notices
+    ALERT = "alert"  # issues, confirms, updates and cancels emergency alerts (预警发布)
 
 
 class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]

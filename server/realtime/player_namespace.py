@@ -20,7 +20,8 @@ from player import protocol
 from server.extensions import db
 from server.models import Screen
 from server.models.base import utcnow
-from server.services import playlist, revisions
+from server.realtime.alert_dispatch import dispatcher
+from server.services import playlist, presence, revisions
 from server.services import screens as screen_service
 from server.services.errors import ValidationError
 
@@ -109,6 +110,10 @@ class PlayerNamespace(Namespace):
         for room in screen_rooms(screen):
             join_room(room)
         screen_service.record_connect(screen, sid, client_ip())
+        presence.seen(screen)
+        presence.announce(screen, online=True)
+        # Alerts before anything else: a screen coming back shows any alert in force first.
+        dispatcher.register(sid, screen.id, revisions.chain_ids(screen.region))
         # Rooms first, then the snapshot: a change committed meanwhile is in one or the other.
         snap = playlist.snapshot(screen)
         emit(protocol.WELCOME, welcome(screen, snap.revision))
@@ -150,14 +155,36 @@ class PlayerNamespace(Namespace):
         ):
             log.warning("screen %s sent a malformed heartbeat", screen.code)
             return {"status": "ignored"}
+        presence.seen(screen)
         return {"status": "ok"}
+
+    def on_plays(self, data: Any = None) -> dict[str, Any]:
+        """Proof of play: a batch of slides shown (protocol.PLAYS)."""
+        from server.services import plays
+
+        screen = self._screen()
+        if screen is None:
+            return {"status": "refused"}
+        return plays.record(screen, data)
+
+    def on_frame(self, data: Any = None) -> dict[str, Any]:
+        """The frame on screen, sent because an editor asked for a screenshot."""
+        from server.services import screenshots
+
+        screen = self._screen()
+        if screen is None:
+            return {"status": "refused"}
+        return screenshots.receive(screen, data)
 
     def on_disconnect(self, reason: Any = None) -> None:
         sid = request.sid  # type: ignore[attr-defined]
         with self._lock:
             screen_id = self._screens.pop(sid, None)
+        dispatcher.forget(sid)
         if screen_id is None:
             return
         screen = db.session.get(Screen, screen_id)
         if screen is not None:
             screen_service.record_disconnect(screen, sid)
+            if not screen.online:
+                presence.announce(screen, online=False)

@@ -146,6 +146,9 @@ def on_screen_changed(
             server.leave_room(sid, room, namespace=protocol.NAMESPACE)
     for room in screen_rooms(screen):
         server.enter_room(sid, room, namespace=protocol.NAMESPACE)
+    from server.realtime.alert_dispatch import dispatcher
+
+    dispatcher.move(sid, revisions.chain_ids(screen.region))
     snap = playlist.snapshot(screen)
     _emit(protocol.WELCOME, welcome(screen, snap.revision), [sid])
     _emit(protocol.SNAPSHOT, snap.as_payload(), [sid])
@@ -155,3 +158,6 @@ def connect_signals() -> None:
     signals.notice_changed.connect(on_notice_changed)
     signals.screen_paired.connect(on_screen_paired)
     signals.screen_changed.connect(on_screen_changed)
+    from server.realtime.alert_dispatch import on_alerts_changed
+
+    signals.alerts_changed.connect(on_alerts_changed)

@@ -3,6 +3,7 @@
 Rules (docs/architecture.md has the matrix):
 - A grant of a role on a region covers that region and everything below it.
 - ADMIN implies EDITOR and REVIEWER powers in its subtree, and manages regions and users there.
+- ALERT (emergency alerts) is never implied: only an explicit alert grant issues alerts.
 - A notice is inside a subtree when every one of its targets is.
 - Editors write, submit, publish and withdraw; reviewers approve and reject (never their own
   submission); editors and reviewers alike may publish and withdraw what they may review.
@@ -19,6 +20,8 @@ from server.services.errors import PermissionDenied
 
 
 def _grant_roots(user: User, role: Role) -> list[Region]:
+    if role == Role.ALERT:  # emergency alerts need the alert role itself, even for an admin
+        return [g.region for g in user.grants if g.role == Role.ALERT]
     return [g.region for g in user.grants if g.role in (role, Role.ADMIN)]
 
 

@@ -29,24 +29,28 @@ def chain_ids(region: Region) -> list[int]:
     return ids or [region.id]
 
 
-def current() -> int:
-    """The global revision (0 before anything affected a screen)."""
-    value = db.session.scalar(select(Counter.value).where(Counter.name == COUNTER))
+def current(name: str = COUNTER) -> int:
+    """The global revision (0 before anything affected a screen), or another named counter."""
+    value = db.session.scalar(select(Counter.value).where(Counter.name == name))
     return int(value or 0)
 
 
-def _next() -> int:
+def next_value(name: str = COUNTER) -> int:
+    """Advance a named counter inside the current transaction and return its new value."""
     value = db.session.scalar(
         update(Counter)
-        .where(Counter.name == COUNTER)
+        .where(Counter.name == name)
         .values(value=Counter.value + 1)
         .returning(Counter.value)
     )
     if value is None:  # a database created without the migration's seed row
-        db.session.add(Counter(name=COUNTER, value=1))
+        db.session.add(Counter(name=name, value=1))
         db.session.flush()
         return 1
     return int(value)
+
+
+_next = next_value
 
 
 def bump(region_ids: Iterable[int]) -> int:

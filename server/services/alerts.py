@@ -1,0 +1,593 @@
+"""Emergency alerts: issue (and confirm, under the two-person rule), update, cancel, expire;
+what each screen must show; and the proof of delivery (acknowledgements).
+
+Rules (docs/alerts.md):
+- Only users with an explicit ALERT grant covering every target issue, confirm, update or
+  cancel an alert (an admin grant does not imply it).
+- With ALERT_TWO_PERSON on, an alert issued in the admin or the API waits (PENDING) until
+  another alert user who covers its targets confirms it; the issuer cannot confirm their own.
+- An alert is in force from `starts_at` to `expires_at` while ACTIVE. An update (CAP Update)
+  changes it in place: new identifier, version + 1, acknowledgements start again. A cancel
+  (CAP Cancel) ends it at once.
+- Every change bumps the "alerts" counter and sends `signals.alerts_changed` after the commit;
+  each server process's dispatcher (server/realtime/alert_dispatch.py) sends each screen its
+  whole set and retries until the screen acknowledges.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from flask_babel import gettext as _
+from sqlalchemy import or_, select
+
+from player import protocol
+from server import signals
+from server.extensions import db
+from server.models import Alert, AlertDelivery, AlertStatus, Region, Role, Screen, User
+from server.models.base import utcnow
+from server.services import audit, permissions, revisions
+from server.services.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from server.services.markup import clean_text
+from server.services.notices import CODE_ALPHABET, CODE_LENGTH, _resolve_regions
+
+COUNTER = "alerts"
+TITLE_MAX = 200
+TEXT_MAX = protocol.MAX_ALERT_TEXT
+EVENT_MAX = 80
+SENDER_NAME_MAX = 200
+REASON_MAX = 500
+MAX_DURATION = timedelta(days=30)
+DEFAULT_DURATION = timedelta(hours=6)
+IN_FORCE = (AlertStatus.ACTIVE,)
+ENDED = (AlertStatus.CANCELLED, AlertStatus.EXPIRED, AlertStatus.REJECTED)
+
+
+@dataclass
+class AlertInput:
+    """What an alert user (form), an API client or a CAP file sends."""
+
+    level: int | str = 0
+    event: str = ""
+    title: str = ""
+    text: str = ""
+    instruction: str = ""
+    sender_name: str = ""
+    targets: Sequence[str | int] = field(default_factory=list)  # region ids or codes
+    starts_at: datetime | None = None  # naive UTC; None: now
+    expires_at: datetime | None = None  # naive UTC; None: DEFAULT_DURATION after the start
+    # CAP details, kept for the export (filled by the CAP import)
+    identifier: str = ""
+    sender: str = ""
+    cap_status: str = "Actual"
+    severity: str = ""
+    urgency: str = ""
+    certainty: str = ""
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def get(code: str) -> Alert:
+    alert = db.session.scalar(select(Alert).where(Alert.code == code))
+    if alert is None:
+        raise NotFound(_("No alert with code %(code)s.", code=code))
+    return alert
+
+
+def by_identifier(identifier: str) -> Alert | None:
+    """The alert whose current or any earlier CAP identifier is `identifier`."""
+    alert = db.session.scalar(select(Alert).where(Alert.identifier == identifier))
+    if alert is not None:
+        return alert
+    for candidate in db.session.scalars(select(Alert).where(Alert.references != [])):
+        if any(ref[1] == identifier for ref in candidate.references or ()):
+            return candidate
+    return None
+
+
+def can_see(user: User, alert: Alert) -> bool:
+    return permissions.sees(user, alert.targets) or permissions.is_system_admin(user)
+
+
+def list_for(user: User, *, status: str | None = None, limit: int = 200) -> list[Alert]:
+    """Alerts `user` may see, newest first."""
+    query = select(Alert).order_by(Alert.created_at.desc(), Alert.id.desc())
+    if status:
+        query = query.where(Alert.status == AlertStatus(status))
+    return [a for a in db.session.scalars(query.limit(limit * 4)) if can_see(user, a)][:limit]
+
+
+def in_force(now: datetime | None = None) -> list[Alert]:
+    """ACTIVE alerts not yet expired (including those due to start), highest level first."""
+    now = now or utcnow()
+    return list(
+        db.session.scalars(
+            select(Alert)
+            .where(Alert.status.in_(IN_FORCE), Alert.expires_at > now)
+            .order_by(Alert.level, Alert.issued_at, Alert.id)
+        )
+    )
+
+
+def for_chain(alerts: Iterable[Alert], chain: Iterable[int]) -> list[Alert]:
+    """The alerts aimed at one of the regions in `chain` (a screen's region and ancestors)."""
+    ids = set(chain)
+    return [a for a in alerts if any(r.id in ids for r in a.targets)]
+
+
+def for_screen(screen: Screen, now: datetime | None = None) -> list[Alert]:
+    return for_chain(in_force(now), revisions.chain_ids(screen.region))
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="seconds") + "Z"
+
+
+def alert_url(code: str) -> str:
+    return f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/a/{code}"
+
+
+def payload(alert: Alert) -> dict[str, Any]:
+    """The AlertPayload of player/protocol.py."""
+    return {
+        "code": alert.code,
+        "version": alert.version,
+        "level": alert.level,
+        "color": protocol.LEVEL_COLORS[alert.level],
+        "event": alert.event,
+        "title": alert.title,
+        "text": alert.text,
+        "instruction": alert.instruction or "",
+        "sender_name": alert.sender_name or "",
+        "starts_at": iso(alert.starts_at),
+        "expires_at": iso(alert.expires_at),
+        "issued_at": iso(alert.issued_at or alert.created_at),
+        "targets": [r.id for r in alert.targets],
+        "url": alert_url(alert.code),
+    }
+
+
+def targeted_screens(alert: Alert) -> list[Screen]:
+    """The screens (not revoked) at or below the alert's targets."""
+    if not alert.targets:
+        return []
+    paths = [r.path for r in alert.targets]
+    return list(
+        db.session.scalars(
+            select(Screen)
+            .join(Region, Screen.region_id == Region.id)
+            .where(Screen.revoked_at.is_(None), or_(*[Region.path.startswith(p) for p in paths]))
+            .order_by(Screen.name, Screen.id)
+        )
+    )
+
+
+@dataclass
+class DeliveryRow:
+    screen: Screen
+    delivery: AlertDelivery | None  # None: never sent to this screen (it was offline)
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.delivery is not None and self.delivery.acked_at is not None
+
+
+@dataclass
+class DeliveryReport:
+    alert: Alert
+    rows: list[DeliveryRow]
+
+    @property
+    def targeted(self) -> int:
+        return len(self.rows)
+
+    @property
+    def acknowledged(self) -> int:
+        return sum(1 for r in self.rows if r.acknowledged)
+
+    @property
+    def waiting(self) -> list[DeliveryRow]:
+        return [r for r in self.rows if not r.acknowledged]
+
+
+def delivery_report(alert: Alert) -> DeliveryReport:
+    """Per targeted screen: has it acknowledged the current version, after how long, how many
+    sends. Only a matching acknowledgement counts as delivered."""
+    screens = targeted_screens(alert)
+    deliveries = {
+        d.screen_id: d
+        for d in db.session.scalars(select(AlertDelivery).where(AlertDelivery.alert_id == alert.id))
+        if d.version == alert.version
+    }
+    rows = [DeliveryRow(s, deliveries.get(s.id)) for s in screens]
+    rows.sort(key=lambda r: (r.acknowledged, r.screen.name))  # the ones waiting first
+    return DeliveryReport(alert, rows)
+
+
+# --- validation ----------------------------------------------------------------------------
+
+
+def parse_level(value: int | str) -> int:
+    """1–4 from 1, "2", "II", "Ⅲ", "红色", "orange"…; 0 when it is none of these."""
+    from server.services.cap import CapError
+    from server.services.cap import parse_level as cap_level
+
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value in protocol.LEVEL_COLORS else 0
+    try:
+        return cap_level(str(value))
+    except CapError:
+        return 0
+
+
+def _new_code() -> str:
+    for _attempt in range(20):
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        if db.session.scalar(select(Alert.id).where(Alert.code == code)) is None:
+            return code
+    raise RuntimeError("could not find a free alert code")
+
+
+def _clean(value: str, limit: int, name: str, errors: dict[str, str], *, required: bool) -> str:
+    text = clean_text(value or "").strip()
+    if required and not text:
+        errors[name] = _("This field is required.")
+    elif len(text) > limit:
+        errors[name] = _("At most %(max)s characters (this has %(n)s).", max=limit, n=len(text))
+    return text
+
+
+def validate(actor: User, data: AlertInput, *, now: datetime | None = None) -> list[Region]:
+    """Check everything at once; one ValidationError names each bad field. Returns the
+    targets. Raises PermissionDenied when the actor holds no alert role at all."""
+    now = now or utcnow()
+    if not actor.has_role(Role.ALERT) or not actor.is_active:
+        raise PermissionDenied(_("Only users with the alert role may issue emergency alerts."))
+    errors: dict[str, str] = {}
+    level = parse_level(data.level)
+    if not level:
+        errors["level"] = _("Choose a level from I (red) to IV (blue).")
+    data.level = level
+    data.event = _clean(data.event, EVENT_MAX, "event", errors, required=True)
+    data.title = _clean(data.title, TITLE_MAX, "title", errors, required=True)
+    data.text = _clean(data.text, TEXT_MAX, "text", errors, required=True)
+    data.instruction = _clean(data.instruction, TEXT_MAX, "instruction", errors, required=False)
+    data.sender_name = _clean(data.sender_name, SENDER_NAME_MAX, "sender_name", errors,
+                              required=False)
+    regions, missing = _resolve_regions(list(data.targets or []))
+    if missing:
+        errors["targets"] = _("Unknown region: %(codes)s.", codes=", ".join(missing))
+    elif not regions:
+        errors["targets"] = _("Choose at least one region to alert.")
+    elif not permissions.covers(actor, Role.ALERT, regions):
+        outside = [r.name for r in regions if not permissions.covers(actor, Role.ALERT, [r])]
+        errors["targets"] = _(
+            "Outside the regions you may alert: %(names)s.", names="、".join(outside)
+        )
+    starts = data.starts_at or now
+    expires = data.expires_at or (starts + DEFAULT_DURATION)
+    if expires <= starts:
+        errors["expires_at"] = _("The expiry must be after the start.")
+    elif expires <= now:
+        errors["expires_at"] = _("The expiry must be in the future.")
+    elif expires - starts > MAX_DURATION:
+        errors["expires_at"] = _("An alert lasts at most %(days)s days; issue a new one after.",
+                                 days=MAX_DURATION.days)
+    data.starts_at, data.expires_at = starts, expires
+    if errors:
+        raise ValidationError(errors)
+    return regions
+
+
+def two_person_rule() -> bool:
+    return bool(current_app.config.get("ALERT_TWO_PERSON"))
+
+
+def _sender() -> str:
+    return str(current_app.config.get("CAP_SENDER") or "cunping")
+
+
+def _identifier(code: str, version: int) -> str:
+    return f"CUNPING-{code}-{version}"
+
+
+def _changed(alert: Alert, region_ids: Iterable[int], reason: str) -> None:
+    """After the commit: tell the dispatchers (this process at once, others by the counter)."""
+    signals.alerts_changed.send(
+        current_app._get_current_object(),
+        alert_ids=[alert.id],
+        region_ids=sorted(set(region_ids)),
+        reason=reason,
+    )
+
+
+def _go_live(alert: Alert, now: datetime) -> None:
+    alert.status = AlertStatus.ACTIVE
+    alert.issued_at = now
+    alert.updated_at = now
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def issue(actor: User, data: AlertInput, *, source: str = "admin",
+          confirmed: bool | None = None) -> Alert:
+    """A new alert: in force at once, or PENDING under the two-person rule. `confirmed=True`
+    skips the rule (a CAP message from the county's warning system is already authorised)."""
+    now = utcnow()
+    regions = validate(actor, data, now=now)
+    code = _new_code()
+    needs_second = two_person_rule() if confirmed is None else not confirmed
+    alert = Alert(
+        code=code,
+        identifier=data.identifier or _identifier(code, 1),
+        sender=data.sender or _sender(),
+        references=[],
+        version=1,
+        status=AlertStatus.PENDING if needs_second else AlertStatus.ACTIVE,
+        level=int(data.level),
+        event=data.event,
+        title=data.title,
+        text=data.text,
+        instruction=data.instruction,
+        sender_name=data.sender_name,
+        cap_status=data.cap_status or "Actual",
+        severity=data.severity,
+        urgency=data.urgency,
+        certainty=data.certainty,
+        source=source,
+        starts_at=data.starts_at,
+        expires_at=data.expires_at,
+        created_at=now,
+        updated_at=now,
+        issued_by=actor,
+        targets=regions,
+    )
+    if by_identifier(alert.identifier) is not None:
+        raise Conflict(_("An alert with identifier %(id)s exists already.", id=alert.identifier))
+    if not needs_second:
+        _go_live(alert, now)
+    db.session.add(alert)
+    db.session.flush()
+    audit.record(actor, "alert", alert.id, "issue", to_state=alert.status.value,
+                 detail={"code": code, "level": alert.level, "source": source,
+                         "targets": [r.code for r in regions]})
+    revisions.next_value(COUNTER)
+    db.session.commit()
+    if alert.status == AlertStatus.ACTIVE:
+        _changed(alert, [r.id for r in regions], "issue")
+    return alert
+
+
+def _require_alert_role(actor: User, alert: Alert, what: str) -> None:
+    permissions.require(actor, Role.ALERT, alert.targets, what)
+
+
+def confirm(actor: User, alert: Alert) -> Alert:
+    """The second person puts a PENDING alert in force."""
+    _require_alert_role(actor, alert, _("confirm this alert"))
+    if alert.status != AlertStatus.PENDING:
+        raise Conflict(_("Only an alert waiting for confirmation can be confirmed."))
+    if alert.issued_by_id == actor.id:
+        raise PermissionDenied(_("Another person must confirm the alert you issued."))
+    now = utcnow()
+    if alert.expires_at <= now:
+        raise Conflict(_("This alert expired before it was confirmed; issue it again."))
+    _go_live(alert, now)
+    alert.confirmed_by = actor
+    audit.record(actor, "alert", alert.id, "confirm", from_state="pending", to_state="active")
+    revisions.next_value(COUNTER)
+    db.session.commit()
+    _changed(alert, [r.id for r in alert.targets], "confirm")
+    return alert
+
+
+def reject(actor: User, alert: Alert, reason: str = "") -> Alert:
+    """The second person refuses a PENDING alert."""
+    _require_alert_role(actor, alert, _("reject this alert"))
+    if alert.status != AlertStatus.PENDING:
+        raise Conflict(_("Only an alert waiting for confirmation can be rejected."))
+    reason = clean_text(reason or "").strip()[:REASON_MAX]
+    alert.status = AlertStatus.REJECTED
+    alert.ended_at = alert.updated_at = utcnow()
+    alert.ended_by = actor
+    alert.end_reason = reason
+    audit.record(actor, "alert", alert.id, "reject", from_state="pending", to_state="rejected",
+                 reason=reason)
+    revisions.next_value(COUNTER)
+    db.session.commit()
+    return alert
+
+
+def update(actor: User, alert: Alert, data: AlertInput) -> Alert:
+    """CAP Update: the alert changes in place (level, text, targets, times); screens get the
+    new version and acknowledge it again. The earlier identifier goes into `references`."""
+    if alert.status not in (AlertStatus.ACTIVE, AlertStatus.PENDING):
+        raise Conflict(_("Only an alert in force or waiting for confirmation can be updated."))
+    _require_alert_role(actor, alert, _("update this alert"))
+    now = utcnow()
+    if data.starts_at is None:
+        data.starts_at = alert.starts_at if alert.starts_at > now else now
+    if data.expires_at is None:
+        data.expires_at = alert.expires_at
+    regions = validate(actor, data, now=now)
+    old_ids = [r.id for r in alert.targets]
+    previous = [alert.sender, alert.identifier, iso(alert.issued_at or alert.created_at)]
+    alert.references = [*(alert.references or []), previous]
+    alert.version += 1
+    alert.identifier = data.identifier or _identifier(alert.code, alert.version)
+    if data.sender:
+        alert.sender = data.sender
+    for name in ("event", "title", "text", "instruction", "sender_name", "starts_at",
+                 "expires_at"):
+        setattr(alert, name, getattr(data, name))
+    alert.level = int(data.level)
+    for name in ("severity", "urgency", "certainty"):
+        if getattr(data, name):
+            setattr(alert, name, getattr(data, name))
+    alert.targets = regions
+    alert.updated_at = now
+    if alert.status == AlertStatus.ACTIVE:
+        alert.issued_at = now
+    audit.record(actor, "alert", alert.id, "update", from_state=alert.status.value,
+                 to_state=alert.status.value,
+                 detail={"version": alert.version, "level": alert.level,
+                         "targets": [r.code for r in regions]})
+    revisions.next_value(COUNTER)
+    db.session.commit()
+    if alert.status == AlertStatus.ACTIVE:
+        _changed(alert, [*old_ids, *(r.id for r in regions)], "update")
+    return alert
+
+
+def cancel(actor: User, alert: Alert, reason: str = "") -> Alert:
+    """CAP Cancel: the alert leaves every screen at once."""
+    if alert.status not in (AlertStatus.ACTIVE, AlertStatus.PENDING):
+        raise Conflict(_("This alert is not in force."))
+    _require_alert_role(actor, alert, _("cancel this alert"))
+    reason = clean_text(reason or "").strip()[:REASON_MAX]
+    was = alert.status
+    alert.status = AlertStatus.CANCELLED
+    alert.ended_at = alert.updated_at = utcnow()
+    alert.ended_by = actor
+    alert.end_reason = reason
+    audit.record(actor, "alert", alert.id, "cancel", from_state=was.value,
+                 to_state="cancelled", reason=reason)
+    revisions.next_value(COUNTER)
+    db.session.commit()
+    if was == AlertStatus.ACTIVE:
+        _changed(alert, [r.id for r in alert.targets], "cancel")
+    return alert
+
+
+def expire_due(now: datetime | None = None) -> list[int]:
+    """Mark alerts past their expiry EXPIRED (the scheduler's tick). Players drop an expired
+    alert by themselves at `expires_at`; this keeps the admin and the counts right."""
+    now = now or utcnow()
+    due = list(
+        db.session.scalars(
+            select(Alert).where(
+                Alert.status.in_((AlertStatus.ACTIVE, AlertStatus.PENDING)),
+                Alert.expires_at <= now,
+            )
+        )
+    )
+    if not due:
+        return []
+    for alert in due:
+        was = alert.status
+        alert.status = AlertStatus.EXPIRED
+        alert.ended_at = alert.updated_at = now
+        audit.record(None, "alert", alert.id, "expire", from_state=was.value,
+                     to_state="expired")
+    revisions.next_value(COUNTER)
+    db.session.commit()
+    for alert in due:
+        _changed(alert, [r.id for r in alert.targets], "expire")
+    return [a.id for a in due]
+
+
+# --- delivery ------------------------------------------------------------------------------
+
+
+def _deliveries(alert_ids: set[int], screen_ids: set[int]) -> dict[tuple[int, int], AlertDelivery]:
+    if not alert_ids or not screen_ids:
+        return {}
+    rows = db.session.scalars(
+        select(AlertDelivery).where(
+            AlertDelivery.alert_id.in_(sorted(alert_ids)),
+            AlertDelivery.screen_id.in_(sorted(screen_ids)),
+        )
+    )
+    return {(d.alert_id, d.screen_id): d for d in rows}
+
+
+def _row(rows: dict[tuple[int, int], AlertDelivery], alert: Alert, screen_id: int,
+         now: datetime) -> AlertDelivery:
+    """The delivery row for the alert's current version (reset when the version moved)."""
+    row = rows.get((alert.id, screen_id))
+    if row is None:
+        row = AlertDelivery(alert_id=alert.id, screen_id=screen_id, version=alert.version,
+                            attempts=0)
+        db.session.add(row)
+        rows[(alert.id, screen_id)] = row
+    elif row.version != alert.version:
+        row.version, row.attempts, row.acked_at, row.latency_ms = alert.version, 0, None, None
+        row.first_sent_at = row.last_sent_at = None
+    return row
+
+
+def record_sends(sends: Iterable[tuple[int, Iterable[int]]],
+                 now: datetime | None = None) -> None:
+    """One more send to each screen of these alerts (screen id, alert ids): the dispatcher
+    calls this once per pass."""
+    now = now or utcnow()
+    pairs = [(screen_id, list(ids)) for screen_id, ids in sends]
+    pairs = [(s, ids) for s, ids in pairs if ids]
+    if not pairs:
+        return
+    alert_ids = {i for _s, ids in pairs for i in ids}
+    alerts = {a.id: a for a in db.session.scalars(select(Alert).where(Alert.id.in_(alert_ids)))}
+    rows = _deliveries(set(alerts), {s for s, _ids in pairs})
+    for screen_id, ids in pairs:
+        for alert_id in ids:
+            alert = alerts.get(alert_id)
+            if alert is None:
+                continue
+            row = _row(rows, alert, screen_id, now)
+            if row.acked_at is not None:
+                continue
+            row.attempts = (row.attempts or 0) + 1
+            row.first_sent_at = row.first_sent_at or now
+            row.last_sent_at = now
+    db.session.commit()
+
+
+def parse_keys(have: Any) -> dict[str, int]:
+    """{"code": version} from an acknowledgement's ["code:version", ...] (junk ignored)."""
+    wanted: dict[str, int] = {}
+    if not isinstance(have, list):
+        return wanted
+    for item in have[: protocol.MAX_ALERTS]:
+        if isinstance(item, str) and ":" in item and len(item) <= 40:
+            code, _sep, version = item.rpartition(":")
+            if version.isdigit():
+                wanted[code] = int(version)
+    return wanted
+
+
+def record_acks(acks: Iterable[tuple[int, Any, datetime]]) -> int:
+    """Players' acknowledgements: (screen id, ["code:version", ...], when). Each matching
+    (alert, current version) becomes delivered, with the time since it was put in force.
+    Returns how many deliveries were new."""
+    parsed = [(screen_id, parse_keys(have), when) for screen_id, have, when in acks]
+    parsed = [p for p in parsed if p[1]]
+    if not parsed:
+        return 0
+    codes = {code for _s, keys, _w in parsed for code in keys}
+    alerts = {a.code: a for a in db.session.scalars(select(Alert).where(Alert.code.in_(codes)))}
+    rows = _deliveries({a.id for a in alerts.values()}, {s for s, _k, _w in parsed})
+    fresh = 0
+    for screen_id, keys, when in parsed:
+        for code, version in keys.items():
+            alert = alerts.get(code)
+            if alert is None or version != alert.version:
+                continue  # an unknown alert or an old version is not the alert in force
+            row = _row(rows, alert, screen_id, when)
+            if row.acked_at is not None:
+                continue
+            row.attempts = row.attempts or 1
+            row.first_sent_at = row.first_sent_at or when
+            row.last_sent_at = row.last_sent_at or when
+            row.acked_at = when
+            since = alert.issued_at or alert.created_at
+            row.latency_ms = max(0, int((when - since).total_seconds() * 1000))
+            fresh += 1
+    db.session.commit()
+    return fresh
