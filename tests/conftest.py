@@ -117,6 +117,9 @@ class World:
         self.town_reviewer = self.user("treviewer", Role.REVIEWER, self.town)
         self.village_editor = self.user("veditor", Role.EDITOR, self.village)
         self.village_reviewer = self.user("vreviewer", Role.REVIEWER, self.village)
+        self.county_alert = self.user("calert", Role.ALERT, self.county)
+        self.county_alert2 = self.user("calert2", Role.ALERT, self.county)
+        self.town_alert = self.user("talert", Role.ALERT, self.town)
         self.nobody = user_service.create(None, "nobody", PASSWORD)
 
     @staticmethod
