@@ -47,8 +47,10 @@ def _origins(app: Flask) -> list[str] | None:
 def init_app(app: Flask) -> None:
     global _registered
     from server.realtime import push
+    from server.realtime.alert_dispatch import dispatcher
     from server.realtime.player_namespace import PlayerNamespace
 
+    dispatcher.reset()
     if not _registered:  # the namespace and the signal receivers serve every app
         socketio.on_namespace(PlayerNamespace(protocol.NAMESPACE))
         push.connect_signals()

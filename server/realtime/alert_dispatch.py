@@ -72,6 +72,13 @@ class AlertDispatcher:
         self._emit: Callable[..., Any] = socketio.emit
         self._app: Flask | None = None
 
+    def reset(self) -> None:
+        """Forget every connection (a new app in this process has none yet)."""
+        with self._lock:
+            self._peers.clear()
+            self._acks.clear()
+            self._alerts, self._counter, self._loaded_at = [], -1, 0.0
+
     # -- connections -----------------------------------------------------------------------
 
     def register(self, sid: str, screen_id: int, chain: list[int]) -> None:
@@ -105,7 +112,11 @@ class AlertDispatcher:
             self._wake.set()
         elif app is not None:
             with app.app_context():
-                self.run_pass(force=True)
+                try:
+                    self.run_pass(force=True)
+                except Exception:  # the change is saved; a later pass or reconnect delivers
+                    log.exception("alert dispatch pass failed")
+                    db.session.rollback()
 
     def start(self, app: Flask) -> Any:
         """The background loop of `cunping serve` (a greenlet under gevent)."""

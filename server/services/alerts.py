@@ -85,7 +85,7 @@ def by_identifier(identifier: str) -> Alert | None:
     alert = db.session.scalar(select(Alert).where(Alert.identifier == identifier))
     if alert is not None:
         return alert
-    for candidate in db.session.scalars(select(Alert).where(Alert.references != [])):
+    for candidate in db.session.scalars(select(Alert).where(Alert.version > 1)):
         if any(ref[1] == identifier for ref in candidate.references or ()):
             return candidate
     return None
