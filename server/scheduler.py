@@ -17,11 +17,12 @@ log = logging.getLogger(__name__)
 
 def tick(app: Flask) -> list[int]:
     """One pass: notices due are published or expired, alerts past their expiry end."""
-    from server.services import alerts, notices
+    from server.services import alerts, notices, plays
 
     with app.app_context():
         changed = notices.run_schedule()
         expired = alerts.expire_due()
+        plays.purge()  # proof of play is kept PLAY_RETENTION_DAYS, then deleted
         if expired:
             log.info("alerts expired: %s", expired)
         return changed
