@@ -33,7 +33,7 @@ PAIRING_MINUTES = 15
 PAIRING_PENDING_MAX = 1000  # pending requests at once; more are refused (a flood, not screens)
 SIZE_MIN, SIZE_MAX = 160, 8192
 TOKEN_PREFIX = "cps_"
-STATE_KEYS = ("showing", "revision", "digest", "version", "uptime_s")
+STATE_KEYS = ("showing", "revision", "digest", "version", "uptime_s", "alert")
 
 
 def hash_secret(secret: str) -> str:
@@ -375,6 +375,11 @@ def clean_state(data: Any) -> dict[str, Any] | None:
             state[key] = value
         else:
             return None
+    alert = data.get("alert")  # the alert on screen now (optional: older players omit it)
+    if alert is not None:
+        if not (isinstance(alert, str) and len(alert) <= 16):
+            return None
+        state["alert"] = alert
     return state
 
 
