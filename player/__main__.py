@@ -49,6 +49,9 @@ def parser() -> argparse.ArgumentParser:
                       help="in a window")
     p.add_argument("--font", help="a font file that can draw Chinese (default: found in the "
                                   "system, Noto Sans CJK or WenQuanYi)")
+    p.add_argument("--mute", dest="mute", action="store_const", const=True,
+                   help="no alert tone and no spoken alerts (pygame display; headless is "
+                        "always silent)")
     p.add_argument("--log-level", dest="log_level", type=str.upper,
                    choices=config.LOG_LEVELS)
     return p
@@ -73,6 +76,7 @@ def run(settings: config.Settings) -> int:
     from player.display import DisplayError, HeadlessDisplay, PygameDisplay
     from player.fonts import FontError, find_fonts
     from player.render import Renderer
+    from player.sound import make_audio
     from player.store import Store
 
     log = logging.getLogger("player")
@@ -99,8 +103,9 @@ def run(settings: config.Settings) -> int:
     work: queue.Queue = queue.Queue()
     link = PlayerClient(settings.server, store, work, version=player_version(),
                         size=display.size, config_token=settings.token)
+    audio = make_audio(enabled=settings.display == "pygame" and not settings.mute)
     app = PlayerApp(display, Renderer(fonts, display.size), link, work,
-                    server=settings.server, store=store)
+                    server=settings.server, store=store, audio=audio)
 
     stop = threading.Event()
 

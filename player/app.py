@@ -4,6 +4,14 @@ The loop waits on the work queue with a timeout (the current slide's end, the ne
 next minute for the standby clock), so new content interrupts a slide at once. There is always
 something on screen: the notices, the standby slide, the pairing code, or a message saying what
 is wrong.
+
+An emergency alert in force outranks all of them (only a refused screen, which the server no
+longer counts as its own, says so instead): it takes the whole screen, with tone and voice
+where the box has them (player.sound). Several alerts in force take turns, level I first,
+ALERT_SECONDS each; a new or updated alert is shown at once. When the last one ends
+(cancelled, or past its expires_at by the server's clock) the playlist comes back.
+
+Each notice that leaves the screen becomes a Play (proof of play), handed to the network side.
 """
 
 from __future__ import annotations
@@ -13,19 +21,23 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from PIL import Image
 
+from player import protocol
 from player.client import Work
 from player.display import Display
-from player.schedule import Rotation, Slide, build_playlist
+from player.schedule import Rotation, Slide, alerts_in_force, build_playlist
+from player.sound import AlertAudio
 
 log = logging.getLogger(__name__)
 
 PUMP_SECONDS = 0.25  # how often window events are handled while nothing else happens
 MAX_CACHED_PAGES = 16  # rendered pages kept in memory (a 1080p page is about 6 MB)
+ALERT_SECONDS = 15.0  # each of several alerts in force stays this long before the next
+MAX_CACHED_ALERTS = 8
 # The server's reasons, as a villager or a technician on site should read them.
 REASONS = {
     "revoked": "本屏幕已被管理员停用",
@@ -45,6 +57,9 @@ class Renderer(Protocol):
 
     def message(self, title: str, text: str) -> Image.Image: ...
 
+    def alert(self, alert: dict[str, Any], qr_url: str, *, index: int = 0,
+              total: int = 1) -> Image.Image: ...
+
 
 class Link(Protocol):
     """What the app needs from the network side (player.client.PlayerClient)."""
@@ -54,6 +69,9 @@ class Link(Protocol):
     revision: int
     screen: dict[str, Any] | None
     county_name: str | None
+    alerts: list[dict[str, Any]]  # the cached alert set, shown first on boot
+    clock_offset: float  # the server's clock minus ours, seconds
+    alert: str | None  # the alert on screen, for heartbeats
 
     def start(self) -> None: ...
 
@@ -63,18 +81,24 @@ class Link(Protocol):
 
     def request_image(self, url: str) -> None: ...
 
+    def record_play(self, play: dict[str, Any]) -> None: ...
+
+    def send_frame(self, request: str, image: Image.Image | None,
+                   showing: str | None) -> None: ...
+
 
 def qr_url_for(notice: dict[str, Any], screen_code: str | None) -> str:
-    """The notice's page, tagged with this screen (/n/<code>?s=<screen code>)."""
-    url = notice["url"]
-    if not screen_code:
+    """The notice's (or alert's) page, tagged with this screen (/n/<code>?s=<screen code>)."""
+    url = notice.get("url") or ""
+    if not url or not screen_code:
         return url
     return f"{url}{'&' if '?' in url else '?'}s={screen_code}"
 
 
 class PlayerApp:
     def __init__(self, display: Display, renderer: Renderer, link: Link,
-                 work: queue.Queue[Work], *, server: str, store: Any = None) -> None:
+                 work: queue.Queue[Work], *, server: str, store: Any = None,
+                 audio: AlertAudio | None = None) -> None:
         self.display = display
         self.renderer = renderer
         self.link = link
@@ -102,6 +126,24 @@ class PlayerApp:
         self._pages: OrderedDict[tuple[Any, ...], list[Image.Image]] = OrderedDict()
         self._page_counts: dict[tuple[Any, ...], int] = {}
         self._render_failed: set[tuple[Any, ...]] = set()
+        self.showing_label: str | None = None  # the "showing" of the frame on screen
+
+        # Alerts (the cached set first: a box that reboots shows them before anything else).
+        self.audio = audio or AlertAudio()
+        self.alerts: list[dict[str, Any]] = list(getattr(link, "alerts", None) or [])
+        self.clock_offset = timedelta(seconds=float(getattr(link, "clock_offset", 0.0) or 0.0))
+        self.alerts_dirty = True
+        self.alert_deadline: datetime | None = None  # by our clock
+        self.alert_order: list[dict[str, Any]] = []  # in force now, in rank order
+        self.alert_key: str | None = None  # code:version on screen
+        self.alert_index = 0
+        self.alert_ends = 0.0  # monotonic; the next alert's turn (several in force)
+        self._alert_new: list[str] = []  # keys that arrived and go on screen at once
+        self._alert_images: OrderedDict[tuple[Any, ...], Image.Image] = OrderedDict()
+        self._alerts_done: list[threading.Event] = []
+
+        # Proof of play: the notice on screen since when.
+        self.play: dict[str, Any] | None = None
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -128,6 +170,8 @@ class PlayerApp:
                         item = None
                 self.step()
         finally:
+            self._end_play()
+            self.audio.close()
             self.link.stop()
             self.display.close()
         return 0
@@ -136,9 +180,12 @@ class PlayerApp:
         timeout = PUMP_SECONDS
         if self.mode == "notices":
             timeout = min(timeout, max(0.0, self.slide_ends - time.monotonic()))
-        if self.playlist_deadline is not None:
-            left = (self.playlist_deadline - datetime.now(UTC)).total_seconds()
-            timeout = min(timeout, max(0.0, left))
+        if self.mode == "alert" and len(self.alert_order) > 1:
+            timeout = min(timeout, max(0.0, self.alert_ends - time.monotonic()))
+        for deadline in (self.playlist_deadline, self.alert_deadline):
+            if deadline is not None:
+                left = (deadline - datetime.now(UTC)).total_seconds()
+                timeout = min(timeout, max(0.0, left))
         return timeout
 
     # -- work from the network side (the command table) -----------------------------------
@@ -175,6 +222,26 @@ class PlayerApp:
         for key in [k for k in self._page_counts if k[0] not in live]:
             del self._page_counts[key]
 
+    def _do_alerts(self, payload: dict[str, Any]) -> None:
+        """The whole alert set (empty: no alert). New or updated alerts go on screen at once."""
+        old = {protocol.alert_key(a) for a in self.alerts}
+        self.alerts = list(payload.get("alerts") or [])
+        offset = payload.get("offset")
+        if isinstance(offset, int | float):
+            self.clock_offset = timedelta(seconds=float(offset))
+        fresh = [protocol.alert_key(a) for a in self.alerts]
+        self._alert_new = [k for k in self._alert_new if k in fresh]
+        self._alert_new += [k for k in fresh if k not in old and k not in self._alert_new]
+        self.alerts_dirty = True
+        done = payload.get("done")
+        if done is not None:
+            self._alerts_done.append(done)
+
+    def _do_screenshot(self, payload: dict[str, Any]) -> None:
+        """Hand the frame on screen to the network side (it encodes and sends FRAME)."""
+        image = getattr(self.display, "last_image", None)
+        self.link.send_frame(payload["request"], image, self.showing_label)
+
     def _do_pairing(self, payload: dict[str, Any]) -> None:
         self.pairing = payload
         self.paired = False
@@ -202,6 +269,8 @@ class PlayerApp:
     def decide_mode(self) -> str:
         if self.status.get("state") == "refused":
             return "refused"
+        if self.alert_order:
+            return "alert"
         if not self.paired:
             return "pairing" if self.pairing else "message"
         if self.rotation.playlist:
@@ -212,8 +281,23 @@ class PlayerApp:
 
     def step(self) -> None:
         """Bring the screen up to date; cheap when nothing changed."""
+        try:
+            self._step()
+        finally:
+            # Whoever waits to acknowledge an alert set: the screen now shows it.
+            for done in self._alerts_done:
+                done.set()
+            self._alerts_done = []
+
+    def _step(self) -> None:
         now = datetime.now(UTC)
         interrupt = False
+        if self.alerts_dirty or (self.alert_deadline is not None
+                                 and now >= self.alert_deadline):
+            order, deadline = alerts_in_force(self.alerts, now + self.clock_offset)
+            self.alert_order = order
+            self.alert_deadline = deadline - self.clock_offset if deadline else None
+            self.alerts_dirty = False
         if self.playlist_dirty or (self.playlist_deadline is not None
                                    and now >= self.playlist_deadline):
             chain = self.screen.get("region_chain") if self.screen else None
@@ -226,16 +310,23 @@ class PlayerApp:
             self.mode = mode
             interrupt = True
             self.shown = None
+        if mode != "alert":
+            self._leave_alert()
         if mode == "notices":
             if interrupt or time.monotonic() >= self.slide_ends:
                 slide = self.rotation.next(self._page_count)
                 if slide is not None:
+                    self._begin_play(slide)
                     self._show_slide(slide)
                     self.slide_ends = time.monotonic() + slide.duration_s
             return
+        self._end_play()
         self.slide = None
         self.rotation.current = None
         self.link.showing = None
+        if mode == "alert":
+            self._step_alert()
+            return
         if mode == "standby":
             minute = datetime.now().strftime("%Y%m%d%H%M")
             key = ("standby", minute, self.county_name, repr(self.screen))
@@ -269,6 +360,88 @@ class PlayerApp:
             return ("暂时无法连接服务器",
                     f"服务器：{self.server}\n原因：{reason}\n正在自动重试……")
         return ("正在连接服务器……", f"服务器：{self.server}")
+
+    # -- alerts -----------------------------------------------------------------------------
+
+    def _step_alert(self) -> None:
+        keys = [protocol.alert_key(a) for a in self.alert_order]
+        pick: int | None = None
+        new = [k for k in keys if k in self._alert_new]  # rank order
+        if new:
+            pick = keys.index(new[0])
+            self._alert_new.remove(new[0])
+        elif self.alert_key not in keys:
+            # Ended or replaced: its successor has moved into its place.
+            pick = min(self.alert_index, len(keys) - 1) if self.alert_key else 0
+        elif len(keys) > 1 and time.monotonic() >= self.alert_ends:
+            pick = (keys.index(self.alert_key) + 1) % len(keys)
+        if pick is not None:
+            self.alert_key, self.alert_index = keys[pick], pick
+            self.alert_ends = time.monotonic() + ALERT_SECONDS
+        else:
+            self.alert_index = keys.index(self.alert_key)
+        alert = self.alert_order[self.alert_index]
+        self.link.alert = alert["code"]
+        self.audio.update(alert, frozenset(keys))
+        key = ("alert", self.alert_key, self.alert_index, len(keys), self._screen_code())
+        if key == self.shown:
+            return
+        image = self._alert_images.get(key)
+        if image is None:
+            image = self._render_alert(alert, len(keys))
+            self._alert_images[key] = image
+            while len(self._alert_images) > MAX_CACHED_ALERTS:
+                self._alert_images.popitem(last=False)
+        log.info("alert %s on screen (%d/%d)", self.alert_key, self.alert_index + 1, len(keys))
+        self._put(image, key, f"alert:{alert['code']}", self.alert_index,
+                  version=alert["version"], alert=alert["code"], level=alert["level"])
+
+    def _render_alert(self, alert: dict[str, Any], total: int) -> Image.Image:
+        try:
+            return self.renderer.alert(alert, qr_url_for(alert, self._screen_code()),
+                                       index=self.alert_index, total=total)
+        except Exception:  # a renderer bug must not hide the alert: plain text instead
+            log.exception("cannot render alert %s", alert.get("code"))
+            return self.renderer.message(str(alert.get("title") or "紧急预警"),
+                                         str(alert.get("text") or ""))
+
+    def _leave_alert(self) -> None:
+        if self.alert_key is not None:
+            log.info("no alert in force any more")
+        self.alert_key = None
+        self.alert_index = 0
+        self.link.alert = None
+        self.audio.update(None, frozenset())
+
+    def _screen_code(self) -> str | None:
+        return self.screen.get("code") if self.screen else None
+
+    # -- proof of play ----------------------------------------------------------------------
+
+    def _begin_play(self, slide: Slide) -> None:
+        """A slide goes on screen: the next page of the notice on screen continues its play;
+        anything else (another notice, the first page again) ends it and starts one."""
+        play = self.play
+        if play is not None and slide.page > 0 and (play["code"], play["version"]) == (
+                slide.code, slide.version):
+            return
+        self._end_play()
+        self.play = {"code": slide.code, "version": slide.version,
+                     "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     "t0": time.monotonic()}
+
+    def _end_play(self) -> None:
+        play, self.play = self.play, None
+        if play is None:
+            return
+        seconds = int(time.monotonic() - play["t0"])
+        if seconds < 1:
+            return
+        try:
+            self.link.record_play({"code": play["code"], "version": play["version"],
+                                   "started_at": play["started_at"], "seconds": seconds})
+        except Exception:  # proof of play must never take the screen down
+            log.exception("cannot record a play of %s", play["code"])
 
     # -- notices ----------------------------------------------------------------------------
 
@@ -330,7 +503,8 @@ class PlayerApp:
         self._put(pages[page], key, slide.code, page, version=notice.get("version"))
 
     def _put(self, image: Image.Image, key: tuple[Any, ...], showing: str,
-             page: int = 0, version: int | None = None) -> None:
+             page: int = 0, version: int | None = None, **extra: Any) -> None:
         self.display.show(image, {"showing": showing, "page": page, "revision": self.revision,
-                                  "version": version})
+                                  "version": version, **extra})
         self.shown = key
+        self.showing_label = showing

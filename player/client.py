@@ -9,14 +9,24 @@ through a queue, as (command, payload) pairs (Anthias' command table):
     ("notices",  {"notices": [...], "revision": int})   the whole current set
     ("pairing",  {"code": str, "expires_at": str|None})
     ("images",   {url: PIL.Image})                       downloaded images
+    ("alerts",   {"alerts": [...], "offset": float, "done": threading.Event|None})
+                 the whole alert set (offset: the server's clock minus ours, in seconds);
+                 the main thread sets `done` once the screen shows it
+    ("screenshot", {"request": str})                     send the frame on screen (FRAME)
 
-A malformed or oversized payload is logged and ignored, and a full resync is requested
-(SYNC with revision -1). Reconnects forever with jittered exponential backoff.
+A malformed or oversized notice payload is logged and ignored, and a full resync is requested
+(SYNC with revision -1); a malformed ALERTS is logged, ignored and not acknowledged, so the
+server sends it again. Reconnects forever with jittered exponential backoff.
+
+It also sends what the main thread hands it: proof of play (player.plays, PLAYS batches every
+protocol.PLAYS_SECONDS) and screenshots (FRAME, a JPEG of the frame on screen).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import io
 import json
 import logging
 import queue
@@ -32,6 +42,7 @@ import socketio
 from PIL import Image
 
 from player import protocol
+from player.plays import PlayQueue
 from player.schedule import parse_time
 from player.store import Store
 
@@ -48,6 +59,13 @@ SYNC_TIMEOUT = 15
 IMAGE_MAX_BYTES = 5 * 1024 * 1024
 IMAGE_TIMEOUT = 10
 IMAGE_RETRY_SECONDS = 300
+ALERT_SHOWN_TIMEOUT = 2.0  # how long an ALERTS acknowledgement waits for the screen
+PLAYS_TIMEOUT = 15
+PLAYS_FIRST_SECONDS = 5.0  # after connecting, send the plays queued offline this soon
+PLAYS_BATCHES_AT_ONCE = 10  # a backlog goes out 10 batches a round
+FRAME_WIDTH = 960
+FRAME_QUALITY = 70
+MAX_REQUEST_ID = 64
 
 
 def backoff(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_MAX) -> float:
@@ -112,6 +130,38 @@ class PlayerNamespace(socketio.ClientNamespace):
     def on_revoked(self, data: Any = None) -> None:
         self.link.handle(protocol.REVOKED, data)
 
+    def on_alerts(self, data: Any = None) -> dict[str, Any] | None:
+        # The return value is the Socket.IO acknowledgement. None sends an empty one, which
+        # the server does not count (it sends the set again).
+        return self.link.handle_alerts(data)
+
+    def on_screenshot(self, data: Any = None) -> None:
+        self.link.handle(protocol.SCREENSHOT, data)
+
+
+def encode_frame(image: Image.Image, *, max_width: int = FRAME_WIDTH,
+                 quality: int = FRAME_QUALITY,
+                 limit: int = protocol.MAX_FRAME_BYTES) -> tuple[bytes, int, int]:
+    """`image` as a JPEG at most `max_width` wide and `limit` bytes: (data, width, height).
+    Lowers the quality, then the size, until it fits."""
+    img = image.convert("RGB")
+    if img.width > max_width:
+        img = img.resize((max_width, max(1, round(img.height * max_width / img.width))),
+                         Image.Resampling.LANCZOS)
+    while True:
+        q = quality
+        while True:
+            buffer = io.BytesIO()
+            img.save(buffer, "JPEG", quality=q, optimize=True)
+            data = buffer.getvalue()
+            if len(data) <= limit or q <= 25:
+                break
+            q -= 15
+        if len(data) <= limit or img.width <= 16:
+            return data, img.width, img.height
+        img = img.resize((max(1, img.width * 3 // 4), max(1, img.height * 3 // 4)),
+                         Image.Resampling.LANCZOS)
+
 
 def check_welcome(data: Any) -> dict[str, Any]:
     def require(cond: bool, message: str) -> None:
@@ -170,6 +220,14 @@ class PlayerClient:
         self._last_problem: tuple[str, str] | None = None
         self.screen: dict[str, Any] | None = state["screen"]
         self.county_name: str | None = state["county_name"]
+
+        # Alerts: the set last received (kept on disk, shown first on boot), and the server's
+        # clock minus ours in seconds (a box without a real-time clock may be far off).
+        self.alerts, self.clock_offset = store.load_alerts()
+        self.alert: str | None = None  # the alert on screen (set by the main thread)
+        self._alerts_lock = threading.Lock()  # one ALERTS at a time, in order
+        self.plays = PlayQueue(store.dir)
+        self._frames: list[tuple[str, Image.Image, str | None]] = []
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -265,6 +323,7 @@ class PlayerClient:
         """While connected: heartbeats, reconcile, requested resyncs, reconnect requests."""
         next_heartbeat = time.monotonic()
         next_sync = time.monotonic() + protocol.RECONCILE_SECONDS
+        next_plays = time.monotonic() + PLAYS_FIRST_SECONDS
         while not self._stop.is_set() and sio.connected:
             if self._reconnect:
                 log.info("reconnecting to the server")
@@ -290,7 +349,13 @@ class PlayerClient:
                 if self.token():
                     self.heartbeat(sio)
                 next_heartbeat = now + protocol.HEARTBEAT_SECONDS
-            self._wake.wait(max(0.05, min(next_heartbeat, next_sync) - time.monotonic()))
+            self.send_frames(sio)
+            if now >= next_plays:
+                if self.token():
+                    self.send_plays(sio)
+                next_plays = time.monotonic() + protocol.PLAYS_SECONDS
+            self._wake.wait(max(0.05, min(next_heartbeat, next_sync, next_plays)
+                                - time.monotonic()))
             self._wake.clear()
 
     def sync(self, sio: socketio.Client) -> None:
@@ -326,11 +391,72 @@ class PlayerClient:
         with self._lock:
             data = {"showing": self.showing, "revision": self.revision,
                     "digest": protocol.digest(self.notices.values()), "version": self.version,
-                    "uptime_s": int(time.monotonic() - self.started)}
+                    "uptime_s": int(time.monotonic() - self.started), "alert": self.alert}
         try:
             sio.emit(protocol.HEARTBEAT, data, namespace=protocol.NAMESPACE)
         except socketio.exceptions.SocketIOError as exc:
             log.debug("heartbeat not sent: %s", exc)
+
+    def send_plays(self, sio: socketio.Client) -> None:
+        """Send the queued plays, a batch at a time; a batch leaves the queue only when the
+        server says "ok" (no answer: the same batch, same id, next round)."""
+        for _ in range(PLAYS_BATCHES_AT_ONCE):
+            try:
+                batch = self.plays.next_batch()
+            except OSError as exc:
+                log.error("cannot prepare plays: %s", exc)
+                return
+            if batch is None:
+                return
+            try:
+                ack = sio.call(protocol.PLAYS, batch, namespace=protocol.NAMESPACE,
+                               timeout=PLAYS_TIMEOUT)
+            except (socketio.exceptions.TimeoutError, socketio.exceptions.SocketIOError) as exc:
+                log.warning("plays batch %s got no answer: %s; sending it again later",
+                            batch["batch"], exc or type(exc).__name__)
+                return
+            if isinstance(ack, dict) and ack.get("status") == "ok":
+                self.plays.acknowledged(batch["batch"])
+                log.info("reported %d plays (batch %s)", len(batch["plays"]), batch["batch"])
+            else:
+                log.warning("plays batch %s not accepted: %r", batch["batch"], ack)
+                return
+
+    def record_play(self, play: dict[str, Any]) -> None:
+        """A notice left the screen (main thread): queue it for the next PLAYS."""
+        self.plays.record(play)
+
+    def send_frame(self, request: str, image: Image.Image | None, showing: str | None) -> None:
+        """The frame on screen for a SCREENSHOT request (main thread): sent by this thread."""
+        if image is None:
+            log.warning("screenshot %s: nothing on screen yet", request)
+            return
+        with self._lock:
+            self._frames.append((request, image, showing))
+        self._wake.set()
+
+    def send_frames(self, sio: socketio.Client) -> None:
+        with self._lock:
+            frames, self._frames = self._frames, []
+        for request, image, showing in frames:
+            data, width, height = encode_frame(image)
+            if len(data) > protocol.MAX_FRAME_BYTES:
+                log.error("screenshot %s: %d bytes even at the lowest quality; not sent",
+                          request, len(data))
+                continue
+            payload = {"request": request, "image": base64.b64encode(data).decode("ascii"),
+                       "width": width, "height": height, "showing": showing}
+
+            def answered(*ack: Any, request: str = request) -> None:
+                log.info("screenshot %s answered: %r", request, ack[0] if ack else None)
+
+            try:
+                sio.emit(protocol.FRAME, payload, namespace=protocol.NAMESPACE,
+                         callback=answered)
+            except socketio.exceptions.SocketIOError as exc:
+                log.warning("screenshot %s not sent: %s", request, exc)
+                continue
+            log.info("screenshot %s sent (%dx%d, %d bytes)", request, width, height, len(data))
 
     def request_sync(self, *, full: bool = False) -> None:
         with self._lock:
@@ -368,6 +494,9 @@ class PlayerClient:
         try:
             getattr(self, "_on_" + event)(data)
         except protocol.ProtocolError as exc:
+            if event == protocol.SCREENSHOT:  # nothing to do with the notices
+                log.error("ignoring malformed %s event (%s)", event, exc)
+                return
             log.error("ignoring malformed %s event (%s); asking for a full snapshot", event, exc)
             self.request_sync(full=True)
         except OSError as exc:  # the disk is full or gone: keep showing what we have
@@ -427,6 +556,46 @@ class PlayerClient:
         self.store.save_notices(notices, self.revision)
         self.post("notices", {"notices": notices, "revision": self.revision})
 
+    def handle_alerts(self, data: Any) -> dict[str, Any] | None:
+        """ALERTS: validate, save, hand to the screen, and return the acknowledgement
+        {"have": [code:version, ...]} of the saved set once the screen shows it (or after
+        ALERT_SHOWN_TIMEOUT). None (no acknowledgement) for a bad or unsaved set."""
+        if payload_size(data) > protocol.MAX_MESSAGE_BYTES:
+            log.error("ignoring an oversized alerts event (not acknowledged)")
+            return None
+        try:
+            protocol.check_alerts(data)
+        except protocol.ProtocolError as exc:
+            log.error("ignoring a malformed alerts event (%s); not acknowledged", exc)
+            return None
+        alerts = list(data["alerts"])
+        server_time = parse_time(data.get("server_time"))
+        with self._alerts_lock:
+            offset = self.clock_offset
+            if server_time is not None:
+                offset = server_time.timestamp() - time.time()
+            saved = True
+            try:
+                self.store.save_alerts(alerts, offset)
+            except OSError as exc:  # shown all the same; unacknowledged, so sent again
+                log.error("could not save alerts: %s", exc)
+                saved = False
+            self.alerts, self.clock_offset = alerts, offset
+            done = threading.Event()
+            self.post("alerts", {"alerts": alerts, "offset": offset, "done": done})
+            keys = [protocol.alert_key(a) for a in alerts]
+            log.info("alerts: %s", ", ".join(keys) or "none")
+            if not done.wait(ALERT_SHOWN_TIMEOUT):
+                log.warning("the screen did not confirm alerts %s within %.0f s; "
+                            "acknowledging what is saved", keys, ALERT_SHOWN_TIMEOUT)
+        return {"have": keys} if saved else None
+
+    def _on_screenshot(self, data: Any) -> None:
+        if not (isinstance(data, dict) and isinstance(data.get("request"), str)
+                and 0 < len(data["request"]) <= MAX_REQUEST_ID):
+            raise protocol.ProtocolError("screenshot: bad request id")
+        self.post("screenshot", {"request": data["request"]})
+
     def _on_pairing(self, data: Any) -> None:
         if not (isinstance(data, dict) and isinstance(data.get("code"), str)
                 and 0 < len(data["code"]) <= 16):
@@ -461,6 +630,12 @@ class PlayerClient:
             self.notices = {}
             self.revision = -1
             self._commit()
+        with self._alerts_lock:
+            self.alerts = []
+            try:
+                self.store.save_alerts([], self.clock_offset)
+            finally:
+                self.post("alerts", {"alerts": [], "offset": self.clock_offset, "done": None})
         self.post("status", {"state": "refused", "reason": self._revoked})
 
 

@@ -31,6 +31,7 @@ ENV = {
     "fullscreen": "CUNPING_PLAYER_FULLSCREEN",
     "font": "CUNPING_PLAYER_FONT",
     "log_level": "CUNPING_PLAYER_LOG_LEVEL",
+    "mute": "CUNPING_PLAYER_MUTE",
 }
 FILE_KEYS = set(ENV) - {"config"}
 
@@ -51,6 +52,7 @@ class Settings:
     font: str | None
     log_level: str
     config_file: Path | None = None
+    mute: bool = False  # no alert tone and no voice (the headless display never has them)
 
 
 def default_data_dir() -> Path:
@@ -147,6 +149,8 @@ def load(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Se
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
     token = pick("token")
     token = str(token).strip() if token else None
+    mute_value = pick("mute")
+    mute = False if mute_value is None else parse_bool(mute_value, "mute")
     font = pick("font")
     if font and not Path(str(font)).expanduser().is_file():
         raise ConfigError(f"font file {font} does not exist")
@@ -161,4 +165,5 @@ def load(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Se
         font=str(Path(str(font)).expanduser()) if font else None,
         log_level=log_level,
         config_file=Path(config_path) if config_path else None,
+        mute=mute,
     )

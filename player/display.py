@@ -31,10 +31,12 @@ class DisplayError(RuntimeError):
 
 class Display(Protocol):
     size: tuple[int, int]
+    last_image: Image.Image | None  # the frame on screen now (for screenshots)
 
     def show(self, image: Image.Image, info: dict[str, Any]) -> None:
-        """Put `image` on screen. info: {"showing": code|"standby"|"pairing"|"message",
-        "page": int, "revision": int}."""
+        """Put `image` on screen. info: {"showing": code|"standby"|"pairing"|"message"|
+        "alert:<code>", "page": int, "revision": int, "version": int|None}, and for an alert
+        also "alert": code, "level": 1-4."""
 
     def pump(self) -> bool:
         """Handle window events; False when the user closed the window or pressed Esc."""
@@ -54,6 +56,7 @@ class HeadlessDisplay:
         self.log_path = self.dir / "frames.jsonl"
         self.seq = self._last_seq()
         self._lines = self._count_lines()
+        self.last_image: Image.Image | None = None
 
     def _last_seq(self) -> int:
         last = 0
@@ -75,6 +78,7 @@ class HeadlessDisplay:
         name = f"frame-{self.seq:06d}.png"
         buffer = io.BytesIO()
         image.convert("RGB").save(buffer, "PNG", compress_level=1)
+        self.last_image = image
         data = buffer.getvalue()
         # Atomic, not durable: a reader never sees half a PNG; a power cut may lose a frame.
         atomic_write(self.dir / name, data, durable=False)
@@ -83,6 +87,9 @@ class HeadlessDisplay:
                 "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "showing": info.get("showing"), "page": info.get("page", 0),
                 "revision": info.get("revision"), "version": info.get("version")}
+        if info.get("alert") is not None:
+            line["alert"] = info["alert"]
+            line["level"] = info.get("level")
         with self.log_path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
         self._lines += 1
@@ -137,6 +144,7 @@ class PygameDisplay:
         log.info("pygame display: %s, %dx%d%s", pygame.display.get_driver(), *self.size,
                  " full screen" if fullscreen else "")
         self._last: Any = None
+        self.last_image: Image.Image | None = None
 
     def _init_video(self) -> None:
         pygame = self.pg
@@ -163,6 +171,7 @@ class PygameDisplay:
             image = image.resize(self.size, Image.Resampling.LANCZOS)
         surface = pygame.image.frombytes(image.convert("RGB").tobytes(), image.size, "RGB")
         self._last = surface
+        self.last_image = image
         self.surface.blit(surface, (0, 0))
         pygame.display.flip()
 

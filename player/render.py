@@ -726,6 +726,18 @@ class Renderer:
                        self.footer_size, w - 2 * m, fill=MUTED)
         return img
 
+    def alert(self, alert: dict[str, Any], qr_url: str, *, index: int = 0,
+              total: int = 1) -> Image.Image:
+        """The emergency alert slide (player.alert_slide); `index`/`total` for the "1/2"
+        counter when several alerts take turns."""
+        return self.alert_with_boxes(alert, qr_url, index=index, total=total)[0]
+
+    def alert_with_boxes(self, alert: dict[str, Any], qr_url: str, *, index: int = 0,
+                         total: int = 1) -> tuple[Image.Image, list[Box]]:
+        from player.alert_slide import render_alert
+
+        return render_alert(self, alert, qr_url, index=index, total=total)
+
     def message(self, title: str, text: str) -> Image.Image:
         """A plain slide with a title and a text, centred (e.g. 此屏幕已被停用)."""
         w, h = self.size

@@ -156,3 +156,32 @@ class Rotation:
         self.current = Slide(notice["code"], notice["version"], page, pages,
                              float(notice["duration_s"]))
         return self.current
+
+
+def _alert_rank(alert: dict[str, Any]) -> tuple[int, float, str]:
+    issued = parse_time(alert.get("issued_at")) or parse_time(alert.get("starts_at"))
+    return (int(alert.get("level") or 9), issued.timestamp() if issued else 0.0,
+            str(alert.get("code")))
+
+
+def alerts_in_force(alerts: Iterable[dict[str, Any]], now: datetime
+                    ) -> tuple[list[dict[str, Any]], datetime | None]:
+    """The alerts to show now (starts_at <= now < expires_at), level I first, then the
+    earliest issued, and when this answer next changes by itself (a start or an expiry).
+    `now` is the server's time as best known (the box's clock plus the offset ALERTS gave)."""
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    shown = []
+    deadline: datetime | None = None
+    for alert in alerts:
+        starts, expires = parse_time(alert.get("starts_at")), parse_time(alert.get("expires_at"))
+        if expires is not None and expires <= now:
+            continue
+        if starts is not None and starts > now:
+            deadline = starts if deadline is None else min(deadline, starts)
+            continue
+        if expires is not None:
+            deadline = expires if deadline is None else min(deadline, expires)
+        shown.append(alert)
+    shown.sort(key=_alert_rank)
+    return shown, deadline

@@ -1,4 +1,5 @@
-"""What the player keeps on local disk: token, pairing secret, screen, revision, notices, images.
+"""What the player keeps on local disk: token, pairing secret, screen, revision, notices, alerts,
+images (and the proof-of-play queue, player.plays).
 
 Every write is atomic (temp file in the same folder, fsync, rename, fsync the folder), so a
 power cut leaves either the old or the new file. A corrupt or unreadable file is logged and
@@ -28,6 +29,7 @@ TOKEN_FILE = "token"
 PAIRING_FILE = "pairing-secret"
 STATE_FILE = "state.json"  # {"revision", "screen", "county_name"}
 NOTICES_FILE = "notices.json"  # [NoticePayload, ...] as last received from the server
+ALERTS_FILE = "alerts.json"  # {"alerts": [AlertPayload, ...], "offset": server clock - ours}
 IMAGES_DIR = "images"
 MAX_IMAGE_PIXELS = 40_000_000  # a 5 MB file can still decode to gigabytes
 
@@ -159,6 +161,27 @@ class Store:
         state = self.state()
         self.save_state(revision=revision, screen=state["screen"],
                         county_name=state["county_name"])
+
+    # -- alerts -------------------------------------------------------------------------------
+
+    def load_alerts(self) -> tuple[list[dict[str, Any]], float]:
+        """The alert set last received and the server's clock offset (seconds, server minus
+        this box); ([], 0.0) when there is none or the file is corrupt or holds a bad alert."""
+        data = self._read_json(ALERTS_FILE)
+        if not isinstance(data, dict):
+            return [], 0.0
+        try:
+            protocol.check_alerts(data)
+        except protocol.ProtocolError as exc:
+            log.warning("ignoring cached alerts in %s: %s", self.dir / ALERTS_FILE, exc)
+            return [], 0.0
+        offset = data.get("offset")
+        ok = isinstance(offset, int | float) and not isinstance(offset, bool)
+        return list(data["alerts"]), float(offset) if ok else 0.0
+
+    def save_alerts(self, alerts: list[dict[str, Any]], offset: float = 0.0) -> None:
+        """The whole alert set, atomically and durably (an acknowledgement promises it)."""
+        self._write_json(ALERTS_FILE, {"alerts": alerts, "offset": offset})
 
     # -- images -------------------------------------------------------------------------------
 

@@ -199,6 +199,7 @@ def test_revoked_is_shown_and_the_token_forgotten(link: PlayerClient) -> None:
     drain(link.work)
     PlayerNamespace(link).on_revoked({"reason": "revoked"})
     assert drain(link.work) == [("notices", {"notices": [], "revision": -1}),
+                                ("alerts", {"alerts": [], "offset": 0.0, "done": None}),
                                 ("status", {"state": "refused", "reason": "revoked"})]
     assert link.store.load_notices() == []  # nothing of the county's left on screen or disk
     assert link.store.token() is None
