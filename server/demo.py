@@ -68,6 +68,18 @@ USERS = [
         [(Role.REVIEWER, "371399101002")],
         "village reviewer, 前王庄村 (supervision committee)",
     ),
+    (
+        "county_alert",
+        "县应急管理局值班员",
+        [(Role.ALERT, "371399")],
+        "alert issuer (emergency alerts, whole county)",
+    ),
+    (
+        "county_alert2",
+        "县应急管理局带班领导",
+        [(Role.ALERT, "371399")],
+        "second alert issuer (confirms under the two-person rule)",
+    ),
 ]
 LOGINS = [(u, d) for u, _n, _g, d in USERS]
 
@@ -322,7 +334,30 @@ def load() -> bool:
     feedback.answer(
         _user("qianwang_editor"), question, "从村东桥头到小学门口，共300米，11月底前完工。"
     )
+    _demo_alert()
     return True
+
+
+def _demo_alert() -> None:
+    """One alert for the history, already cancelled: an alert in force would take over the
+    demo screen."""
+    from server.services import alerts
+    from server.services.alerts import AlertInput
+
+    alert = alerts.issue(
+        _user("county_alert"),
+        AlertInput(
+            level=2,
+            event="暴雨",
+            title="清源县气象台发布暴雨橙色预警信号",
+            text="预计未来6小时内柳河镇、石桥镇将出现50毫米以上降雨，局地伴有雷电和短时大风。",
+            instruction="远离河道、山塘和低洼地带；危险地带人员及时转移；非必要不外出。",
+            sender_name="清源县应急管理局",
+            targets=["371399101", "371399102"],
+        ),
+        confirmed=True,
+    )
+    alerts.cancel(_user("county_alert2"), alert, "降雨减弱，预警解除。")
 
 
 def sample_codes() -> list[str]:

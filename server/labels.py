@@ -47,12 +47,33 @@ ACTION_LABELS = {
     "move": _l("moved"),
     "revoke": _l("revoked"),
     "token": _l("new token issued"),
+    # emergency alerts
+    "issue": _l("alert issued"),
+    "confirm": _l("alert confirmed"),
+    "update": _l("alert updated"),
+    "cancel": _l("alert cancelled"),
 }
 
 ROLE_LABELS = {
     "admin": _l("Administrator"),
     "editor": _l("Editor"),
     "reviewer": _l("Reviewer"),
+    "alert": _l("Alert issuer"),
+}
+
+# Emergency alerts: their states and the four levels (I highest).
+ALERT_STATUS_LABELS = {
+    "pending": _l("Waiting for a second person"),
+    "active": _l("In force"),
+    "cancelled": _l("Cancelled"),
+    "expired": _l("Expired"),
+    "rejected": _l("Rejected"),
+}
+LEVEL_LABELS = {
+    1: _l("Level I (red)"),
+    2: _l("Level II (orange)"),
+    3: _l("Level III (yellow)"),
+    4: _l("Level IV (blue)"),
 }
 
 

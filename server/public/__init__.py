@@ -5,4 +5,4 @@ from flask import Blueprint
 bp = Blueprint("public", __name__, template_folder="templates", static_folder="static",
                static_url_path="/p/static")
 
-from server.public import screen, views  # noqa: E402,F401
+from server.public import alerts, screen, views  # noqa: E402,F401
