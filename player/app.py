@@ -141,6 +141,7 @@ class PlayerApp:
         self._alert_new: list[str] = []  # keys that arrived and go on screen at once
         self._alert_images: OrderedDict[tuple[Any, ...], Image.Image] = OrderedDict()
         self._alerts_done: list[threading.Event] = []
+        self._screenshots: list[str] = []  # requests waiting for the next frame
 
         # Proof of play: the notice on screen since when.
         self.play: dict[str, Any] | None = None
@@ -238,9 +239,9 @@ class PlayerApp:
             self._alerts_done.append(done)
 
     def _do_screenshot(self, payload: dict[str, Any]) -> None:
-        """Hand the frame on screen to the network side (it encodes and sends FRAME)."""
-        image = getattr(self.display, "last_image", None)
-        self.link.send_frame(payload["request"], image, self.showing_label)
+        """Answered after the next step, with the frame then on screen (the network side
+        encodes and sends it as FRAME)."""
+        self._screenshots.append(payload["request"])
 
     def _do_pairing(self, payload: dict[str, Any]) -> None:
         self.pairing = payload
@@ -288,6 +289,10 @@ class PlayerApp:
             for done in self._alerts_done:
                 done.set()
             self._alerts_done = []
+            for request in self._screenshots:
+                self.link.send_frame(request, getattr(self.display, "last_image", None),
+                                     self.showing_label)
+            self._screenshots = []
 
     def _step(self) -> None:
         now = datetime.now(UTC)

@@ -54,6 +54,7 @@ def beep_pattern(rate: int = 22050, *, channels: int = 1, period: float = 6.0,
                  volume: float = 0.5) -> bytes:
     """Signed 16-bit little-endian PCM: three hi-lo beep pairs (960/770 Hz, 0.3 s each),
     then silence to `period` seconds, so a loop repeats it every `period` seconds."""
+    period = max(period, 2.5)  # the beeps take 2.25 s
     samples = array("h", bytes(2 * int(rate * period)))
     amp = 32767 * volume
     ramp = int(rate * 0.01)  # 10 ms fades: no clicks

@@ -8,9 +8,8 @@ import queue
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,103 +17,13 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from player.app import PlayerApp, qr_url_for
+from player.app import qr_url_for
 from player.client import PlayerClient
 from player.display import HeadlessDisplay
 from player.store import Store
-from tests.player.conftest import FakeRenderer, make_notice
+from tests.player.conftest import SCREEN, FakeLink, Running, make_notice, showing
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREEN = {"code": "S7", "name": "前王庄村村委会", "region_chain": [1, 2, 3],
-          "public_url": "http://cunping.test/s/S7"}
-
-
-class FakeLink:
-    """The network side, minus the network: the test puts work in the queue itself."""
-
-    def __init__(self, notices: list[dict[str, Any]] = (), *, token: str | None = "tok",  # type: ignore[assignment]
-                 screen: dict[str, Any] | None = SCREEN, revision: int = 1) -> None:
-        self.showing: str | None = None
-        self.notices = {n["code"]: n for n in notices}
-        self.revision = revision
-        self.screen = screen
-        self.county_name = "清源县" if screen else None
-        self._token = token
-        self.requested: list[str] = []
-        self.started = self.stopped = False
-
-    def start(self) -> None:
-        self.started = True
-
-    def stop(self) -> None:
-        self.stopped = True
-
-    def token(self) -> str | None:
-        return self._token
-
-    def request_image(self, url: str) -> None:
-        self.requested.append(url)
-
-
-class Running:
-    """A PlayerApp running its loop on a thread, writing frames into a folder."""
-
-    def __init__(self, tmp: Path, link: Any, work: queue.Queue[Any] | None = None,
-                 renderer: FakeRenderer | None = None, store: Store | None = None) -> None:
-        self.frames_dir = tmp / "frames"
-        self.display = HeadlessDisplay(self.frames_dir, (320, 180))
-        self.renderer = renderer or FakeRenderer()
-        self.work = work if work is not None else queue.Queue()
-        self.link = link
-        self.app = PlayerApp(self.display, self.renderer, link, self.work,
-                             server="http://cunping.test", store=store)
-        self.stop = threading.Event()
-        self.result: list[int] = []
-        self.thread = threading.Thread(target=lambda: self.result.append(self.app.run(self.stop)))
-        self.started = time.monotonic()
-        self.thread.start()
-
-    def frames(self) -> list[dict[str, Any]]:
-        path = self.frames_dir / "frames.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-    def wait_frame(self, want: Callable[[dict[str, Any]], bool], timeout: float = 2.0,
-                   after: int = 0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for frame in self.frames():
-                if frame["seq"] > after and want(frame):
-                    return frame
-            time.sleep(0.02)
-        raise AssertionError(f"no such frame within {timeout} s: {self.frames()}")
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
-        assert not self.thread.is_alive()
-        assert self.result == [0]
-
-
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[Callable[..., Running]]:
-    made: list[Running] = []
-
-    def start(link: Any, **kwargs: Any) -> Running:
-        r = Running(tmp_path, link, **kwargs)
-        made.append(r)
-        return r
-
-    yield start
-    for r in made:
-        r.close()
-
-
-def showing(code: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda frame: frame["showing"] == code
-
-
 def test_plays_notices_in_order_with_pages(running: Callable[..., Running]) -> None:
     a = make_notice("A", pages=2, duration_s=1, pinned=True)
     b = make_notice("B", duration_s=1)
