@@ -6,4 +6,4 @@ from flask import Blueprint
 bp = Blueprint("admin", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static")
 
-from admin import alerts, auth, notices, people, screens  # noqa: E402,F401
+from admin import alerts, auth, dashboard, notices, people, screens  # noqa: E402,F401
