@@ -15,6 +15,9 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(demo)
     app.cli.add_command(create_admin)
     app.cli.add_command(screen)
+    from server.services import digest
+
+    digest.init_app(app)  # `cunping digest`
 
 
 def _upgrade() -> None:

@@ -25,7 +25,21 @@ def tick(app: Flask) -> list[int]:
         plays.purge()  # proof of play is kept PLAY_RETENTION_DAYS, then deleted
         if expired:
             log.info("alerts expired: %s", expired)
+        _dashboard()
         return changed
+
+
+def _dashboard() -> None:
+    """Screens gone silent flip offline (announced to the dashboard); the daily digest mail."""
+    from server.extensions import db
+    from server.services import digest, presence
+
+    for step in (presence.sweep_silent, digest.send_due):
+        try:
+            step()
+        except Exception:  # a failed mail must not stop notices being published
+            log.exception("scheduler: %s failed", step.__name__)
+            db.session.rollback()
 
 
 def start(app: Flask, interval: float = 15.0) -> Any:

@@ -46,7 +46,7 @@ def _origins(app: Flask) -> list[str] | None:
 
 def init_app(app: Flask) -> None:
     global _registered
-    from server.realtime import push
+    from server.realtime import dashboard_namespace, push
     from server.realtime.alert_dispatch import dispatcher
     from server.realtime.player_namespace import PlayerNamespace
 
@@ -54,6 +54,7 @@ def init_app(app: Flask) -> None:
     if not _registered:  # the namespace and the signal receivers serve every app
         socketio.on_namespace(PlayerNamespace(protocol.NAMESPACE))
         push.connect_signals()
+        dashboard_namespace.register()  # the live dashboard ("/dashboard")
         _registered = True
     queue = (
         app.config.get("SOCKETIO_MESSAGE_QUEUE")

@@ -1,19 +1,30 @@
 """When screens are on: a row per screen and local day it was seen online (开机), for the boot
-rate; and the announcement of every connect and disconnect, for the live dashboard."""
+rate; the announcement of every connect and disconnect, for the live dashboard; and what the
+dashboard reads: counts, the boot rate per day and group, screens silent for long, and what each
+screen shows."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
+from flask_babel import gettext as _
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from player import protocol
 from server import signals
 from server.extensions import db
-from server.models import Screen, ScreenDay
+from server.models import Alert, Notice, Region, Role, Screen, ScreenDay, User
 from server.models.base import utcnow
 from server.services import revisions
+from server.services import screens as screen_service
+from server.services.errors import PermissionDenied
 
 
 def local_day(moment: datetime) -> date:
@@ -46,3 +57,289 @@ def announce(screen: Screen, *, online: bool) -> None:
         online=online,
         region_ids=revisions.chain_ids(screen.region),
     )
+
+
+# --- the dashboard: who sees which screens -------------------------------------------------
+
+#: roles that see the dashboard of their subtrees (an alert officer wants to know which
+#: terminals are on, too); managing a screen (a screenshot) still needs editor or admin
+DASHBOARD_ROLES = (Role.ADMIN, Role.EDITOR, Role.ALERT)
+BOOT_RATE_DAYS = 30
+
+
+def dashboard_roots(actor: User) -> list[Region]:
+    """The tops of the subtrees whose screens `actor` sees on the dashboard (none nested)."""
+    if not actor.is_active:
+        return []
+    roots = [g.region for g in actor.grants if g.role in DASHBOARD_ROLES]
+    tops = [r for r in roots if not any(o.id != r.id and o.contains(r) for o in roots)]
+    return sorted({r.id: r for r in tops}.values(), key=lambda r: r.path)
+
+
+def require_dashboard(actor: User) -> list[Region]:
+    """`dashboard_roots`, or PermissionDenied for a user without any."""
+    roots = dashboard_roots(actor)
+    if not roots:
+        raise PermissionDenied(_("The dashboard is for editors, administrators and alert "
+                                 "officers of a region."))
+    return roots
+
+
+def _under(roots: Sequence[Region]) -> Any:
+    return or_(*[Region.path.startswith(r.path) for r in roots])
+
+
+def screens_under(roots: Sequence[Region], *, revoked: bool = False) -> list[Screen]:
+    """Screens below `roots` (all of them for None roots is `all_screens`), by region and name;
+    revoked ones only when asked (the boot rate counts them on the days they still existed)."""
+    if not roots:
+        return []
+    stmt = select(Screen).join(Region, Region.id == Screen.region_id).where(_under(roots))
+    if not revoked:
+        stmt = stmt.where(Screen.revoked_at.is_(None))
+    return list(db.session.scalars(stmt.order_by(Region.path, Screen.name, Screen.id)))
+
+
+def all_screens() -> list[Screen]:
+    """Every screen in use (for the digest, which runs as the system)."""
+    stmt = select(Screen).join(Region).where(Screen.revoked_at.is_(None))
+    return list(db.session.scalars(stmt.order_by(Region.path, Screen.name, Screen.id)))
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Screens in use below the user's regions, online now and not."""
+
+    online: int
+    total: int
+
+    @property
+    def offline(self) -> int:
+        return self.total - self.online
+
+    def as_dict(self) -> dict[str, int]:
+        return {"online": self.online, "offline": self.offline, "total": self.total}
+
+
+def counts(screens: Iterable[Screen], now: datetime | None = None) -> Counts:
+    now = now or utcnow()
+    listed = [s for s in screens if s.revoked_at is None]
+    return Counts(online=sum(1 for s in listed if screen_service.is_online(s, now)),
+                  total=len(listed))
+
+
+# --- screens that went silent --------------------------------------------------------------
+
+
+def sweep_silent(now: datetime | None = None) -> list[int]:
+    """Screens the database calls online but not heard from for protocol.ONLINE_GRACE_SECONDS
+    (their server process died, a cable was pulled before the socket noticed) are marked
+    offline and announced. Safe from several processes: each screen flips, and is announced,
+    once. Returns the ids flipped; commits."""
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=protocol.ONLINE_GRACE_SECONDS)
+    silent = or_(Screen.last_seen_at.is_(None), Screen.last_seen_at < cutoff)
+    candidates = db.session.scalars(
+        select(Screen.id).where(Screen.online.is_(True), silent)
+    ).all()
+    flipped: list[int] = []
+    for screen_id in candidates:
+        result = db.session.execute(
+            update(Screen)
+            .where(Screen.id == screen_id, Screen.online.is_(True), silent)
+            .values(online=False, connected_sid=None)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            flipped.append(screen_id)
+    db.session.commit()
+    for screen_id in flipped:
+        screen = db.session.get(Screen, screen_id)
+        if screen is not None:
+            db.session.refresh(screen)
+            announce(screen, online=False)
+    return flipped
+
+
+# --- boot rate (开机率) ---------------------------------------------------------------------
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """The naive-UTC moments the county's local `day` begins and ends."""
+    tz = ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])
+    start = datetime.combine(day, time(), tzinfo=tz)
+    end = datetime.combine(day + timedelta(days=1), time(), tzinfo=tz)
+    utc = ZoneInfo("UTC")
+    return (start.astimezone(utc).replace(tzinfo=None), end.astimezone(utc).replace(tzinfo=None))
+
+
+def existed(screen: Screen, day: date) -> bool:
+    """The screen was in use on `day`: created before the day ended, and not revoked before it
+    began."""
+    start, end = day_bounds(day)
+    return screen.created_at < end and (screen.revoked_at is None or screen.revoked_at >= start)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Screens seen online on a day among those in use that day."""
+
+    seen: int
+    existing: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.seen / self.existing if self.existing else None
+
+    @property
+    def percent(self) -> int | None:
+        rate = self.rate
+        return None if rate is None else round(rate * 100)
+
+
+@dataclass
+class BootRate:
+    """The boot rate of the last `days`, per day, for the whole scope and per group (the towns
+    of a county user, the villages of a town user)."""
+
+    days: list[date]
+    groups: list[Region]
+    cells: dict[tuple[int, date], Rate] = field(default_factory=dict)
+    totals: dict[date, Rate] = field(default_factory=dict)
+
+    def cell(self, group: Region, day: date) -> Rate:
+        return self.cells.get((group.id, day), Rate(0, 0))
+
+    def group_total(self, group: Region) -> Rate:
+        """The group over the whole period (screen-days seen / screen-days in use)."""
+        rates = [self.cell(group, d) for d in self.days]
+        return Rate(sum(r.seen for r in rates), sum(r.existing for r in rates))
+
+    @property
+    def overall(self) -> Rate:
+        rates = [self.totals[d] for d in self.days]
+        return Rate(sum(r.seen for r in rates), sum(r.existing for r in rates))
+
+
+def _group_id(screen: Screen, depth: int) -> int:
+    chain = revisions.chain_ids(screen.region)
+    return chain[min(depth, len(chain) - 1)]
+
+
+def boot_rate(roots: Sequence[Region], *, days: int = BOOT_RATE_DAYS,
+              today: date | None = None) -> BootRate:
+    """Per day (the last `days` local days up to `today`) and per group below `roots`: screens
+    seen online that day (ScreenDay) / screens in use that day (`existed`)."""
+    today = today or local_day(utcnow())
+    span = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
+    if not roots:
+        return BootRate(days=span, groups=[], totals={d: Rate(0, 0) for d in span})
+    depth = min(r.depth for r in roots) + 1
+    screens = screens_under(roots, revoked=True)
+    seen_rows = db.session.execute(
+        select(ScreenDay.screen_id, ScreenDay.day)
+        .join(Screen, Screen.id == ScreenDay.screen_id)
+        .join(Region, Region.id == Screen.region_id)
+        .where(_under(roots), ScreenDay.day >= span[0], ScreenDay.day <= span[-1])
+    ).all()
+    seen_on: dict[date, set[int]] = defaultdict(set)
+    for screen_id, day in seen_rows:
+        seen_on[day].add(screen_id)
+    group_of = {s.id: _group_id(s, depth) for s in screens}
+    groups = {g.id: g for g in db.session.scalars(
+        select(Region).where(Region.id.in_(set(group_of.values())))
+    )} if group_of else {}
+    result = BootRate(days=span, groups=sorted(groups.values(), key=lambda r: r.path))
+    bounds = {d: day_bounds(d) for d in span}
+    for day in span:
+        start, end = bounds[day]
+        seen_n: dict[int, int] = defaultdict(int)
+        existing_n: dict[int, int] = defaultdict(int)
+        for screen in screens:
+            if screen.created_at >= end or (screen.revoked_at is not None
+                                            and screen.revoked_at < start):
+                continue
+            group = group_of[screen.id]
+            existing_n[group] += 1
+            if screen.id in seen_on[day]:
+                seen_n[group] += 1
+        for group in groups:
+            result.cells[(group, day)] = Rate(seen_n[group], existing_n[group])
+        result.totals[day] = Rate(sum(seen_n.values()), sum(existing_n.values()))
+    return result
+
+
+# --- screens offline for long, and what each shows -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Showing:
+    """What a screen reported on screen at its last heartbeat."""
+
+    kind: str  # "alert" | "notice" | "standby"
+    code: str | None = None
+    title: str | None = None
+    notice: Notice | None = None
+    alert: Alert | None = None
+
+
+def showing(screens: Sequence[Screen]) -> dict[int, Showing]:
+    """Per screen id: the alert in force on it, else the notice it shows, else standby (looked
+    up in two queries, not one per screen)."""
+    notice_codes = {s.state.get("showing") for s in screens if isinstance(s.state, dict)}
+    alert_codes = {s.state.get("alert") for s in screens if isinstance(s.state, dict)}
+    notice_codes = {c for c in notice_codes if isinstance(c, str)}
+    alert_codes = {c for c in alert_codes if isinstance(c, str)}
+    notices_by = {n.code: n for n in db.session.scalars(
+        select(Notice).where(Notice.code.in_(notice_codes)))} if notice_codes else {}
+    alerts_by = {a.code: a for a in db.session.scalars(
+        select(Alert).where(Alert.code.in_(alert_codes)))} if alert_codes else {}
+    out: dict[int, Showing] = {}
+    for screen in screens:
+        state = screen.state if isinstance(screen.state, dict) else {}
+        alert_code, notice_code = state.get("alert"), state.get("showing")
+        if isinstance(alert_code, str):
+            alert = alerts_by.get(alert_code)
+            out[screen.id] = Showing("alert", alert_code, alert.title if alert else None,
+                                     alert=alert)
+        elif isinstance(notice_code, str):
+            notice = notices_by.get(notice_code)
+            title = notice.current.title if notice is not None else None
+            out[screen.id] = Showing("notice", notice_code, title, notice=notice)
+        else:
+            out[screen.id] = Showing("standby")
+    return out
+
+
+@dataclass(frozen=True)
+class OfflineScreen:
+    """A screen offline longer than OFFLINE_ALERT_MINUTES."""
+
+    screen: Screen
+    since: datetime  # last heard from; when it was added if it never connected
+    never: bool  # never connected at all
+    showing: Showing  # what it showed last
+
+    def minutes(self, now: datetime) -> int:
+        return int((now - self.since).total_seconds() // 60)
+
+
+def offline_threshold() -> timedelta:
+    return timedelta(minutes=int(current_app.config["OFFLINE_ALERT_MINUTES"]))
+
+
+def offline_for_long(screens: Sequence[Screen], now: datetime | None = None) -> list[OfflineScreen]:
+    """Screens in use offline longer than OFFLINE_ALERT_MINUTES, longest silent first."""
+    now = now or utcnow()
+    limit = now - offline_threshold()
+    found = []
+    for screen in screens:
+        if screen.revoked_at is not None or screen_service.is_online(screen, now):
+            continue
+        since = screen.last_seen_at or screen.created_at
+        if since <= limit:
+            found.append(screen)
+    shows = showing(found)
+    rows = [OfflineScreen(s, s.last_seen_at or s.created_at, s.last_seen_at is None,
+                          shows[s.id]) for s in found]
+    return sorted(rows, key=lambda r: (r.since, r.screen.region.path, r.screen.name))
