@@ -47,6 +47,7 @@ ACTION_LABELS = {
     "move": _l("moved"),
     "revoke": _l("revoked"),
     "token": _l("new token issued"),
+    "screenshot": _l("screenshot requested"),
     # emergency alerts
     "issue": _l("alert issued"),
     "confirm": _l("alert confirmed"),
