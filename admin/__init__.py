@@ -7,3 +7,4 @@ bp = Blueprint("admin", __name__, template_folder="templates", static_folder="st
                static_url_path="/static")
 
 from admin import alerts, auth, dashboard, notices, people, screens  # noqa: E402,F401
+from admin import cadence, stats  # noqa: E402,F401

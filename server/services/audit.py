@@ -45,7 +45,8 @@ def record(
 
 # --- reading (added with the audit log page) -----------------------------------------------
 
-ENTITIES = ("notice", "user", "region", "category", "token", "feedback", "login", "screen")
+ENTITIES = ("notice", "user", "region", "category", "token", "feedback", "login", "screen",
+            "cadence")
 PER_PAGE = 50
 
 
