@@ -9,6 +9,7 @@ from flask import Blueprint
 bp = Blueprint("api", __name__)
 
 from server.api import (  # noqa: E402,F401
+    alerts,
     auth,
     categories,
     images,

@@ -287,6 +287,124 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+# --- emergency alerts ----------------------------------------------------------------------
+
+LEVEL = {"type": "integer", "enum": [1, 2, 3, 4], "description": "1 (I, red) is the highest."}
+ALERT_STATUS = {"type": "string", "enum": ["pending", "active", "cancelled", "expired",
+                                           "rejected"]}
+SCHEMAS.update({
+    "AlertSummary": {
+        "type": "object",
+        "required": ["code", "url", "status", "level", "event", "title", "targets", "version"],
+        "properties": {
+            "code": {"type": "string", "description": "Public code: the page /a/<code>."},
+            "url": {"type": "string", "format": "uri"},
+            "status": ALERT_STATUS,
+            "level": LEVEL,
+            "level_name": {"type": "string", "description": "红色, 橙色, 黄色 or 蓝色."},
+            "color": STRING,
+            "event": STRING,
+            "title": STRING,
+            "targets": {"type": "array", "items": STRING},
+            "version": INT,
+            "starts_at": TIME,
+            "expires_at": TIME,
+            "updated_at": TIME,
+        },
+    },
+    "AlertScreen": {
+        "type": "object",
+        "required": ["code", "name", "online", "acknowledged", "attempts"],
+        "properties": {
+            "code": STRING,
+            "name": STRING,
+            "region": STRING,
+            "online": {"type": "boolean"},
+            "acknowledged": {
+                "type": "boolean",
+                "description": "Only an acknowledgement of the current version counts.",
+            },
+            "acked_at": _nullable(TIME),
+            "latency_ms": {**_nullable(INT), "description": "From in force to acknowledged."},
+            "attempts": {"type": "integer", "description": "Sends of the current version."},
+            "last_sent_at": _nullable(TIME),
+        },
+    },
+    "AlertDelivery": {
+        "type": "object",
+        "required": ["targeted", "acknowledged", "waiting", "screens"],
+        "properties": {
+            "targeted": INT,
+            "acknowledged": INT,
+            "waiting": INT,
+            "screens": {
+                "type": "array",
+                "items": _ref("AlertScreen"),
+                "description": "The screens that have not acknowledged come first.",
+            },
+        },
+    },
+    "Alert": {
+        "allOf": [
+            _ref("AlertSummary"),
+            {
+                "type": "object",
+                "required": ["text", "identifier", "sender", "delivery"],
+                "properties": {
+                    "text": STRING,
+                    "instruction": STRING,
+                    "sender_name": STRING,
+                    "identifier": {"type": "string", "description": "The CAP identifier."},
+                    "sender": STRING,
+                    "references": {
+                        "type": "array",
+                        "items": {"type": "array", "items": STRING},
+                        "description": "Earlier CAP messages: [sender, identifier, sent].",
+                    },
+                    "cap_status": {"type": "string", "enum": ["Actual", "Exercise"]},
+                    "source": {"type": "string", "enum": ["admin", "api", "cap"]},
+                    "created_at": TIME,
+                    "issued_at": _nullable(TIME),
+                    "ended_at": _nullable(TIME),
+                    "end_reason": _nullable(STRING),
+                    "issued_by": _nullable(_ref("UserRef")),
+                    "confirmed_by": _nullable(_ref("UserRef")),
+                    "ended_by": _nullable(_ref("UserRef")),
+                    "cap_url": STRING,
+                    "delivery": {
+                        **_nullable(_ref("AlertDelivery")),
+                        "description": "Null while the alert waits for a second person.",
+                    },
+                },
+            },
+        ]
+    },
+    "AlertFields": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "level": {
+                "oneOf": [LEVEL, {"type": "string"}],
+                "description": "1–4, or I/II/III/IV, 红色/橙色/黄色/蓝色, red…",
+            },
+            "event": {"type": "string", "maxLength": 80, "description": "暴雨, 台风, 地震 …"},
+            "title": {"type": "string", "maxLength": 200},
+            "text": {"type": "string", "maxLength": 5000},
+            "instruction": {"type": "string", "maxLength": 5000},
+            "sender_name": {"type": "string", "maxLength": 200},
+            "targets": {"type": "array", "items": STRING, "description": "Region codes."},
+            "starts_at": {**_nullable(TIME), "description": "Null: at once."},
+            "expires_at": {**_nullable(TIME), "description": "Null: 6 hours after the start."},
+        },
+    },
+    "AlertCreate": {
+        "allOf": [
+            _ref("AlertFields"),
+            {"type": "object", "required": ["level", "event", "title", "text", "targets"]},
+        ]
+    },
+})
+
 RESPONSES: dict[str, Any] = {
     "BadRequest": _json(
         _ref("Error"), "Malformed: not JSON, not an object, unknown fields, bad parameters."
@@ -545,6 +663,118 @@ PATHS: dict[str, Any] = {
     },
 }
 
+ALERT_CODE = {"name": "code", "in": "path", "required": True, "schema": STRING,
+              "description": "The alert's public code."}
+
+
+def _alert_action(summary: str, body: dict[str, Any] | None, *codes: str) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "tags": ["alerts"],
+        "parameters": [ALERT_CODE],
+        "responses": {
+            "200": _json(_ref("Alert"), "The alert after the change."),
+            "400": _err("BadRequest"),
+            "401": _err("Unauthorized"),
+            "403": _err("Forbidden"),
+            "404": _err("NotFound"),
+            **{code: _err({"409": "Conflict", "422": "Invalid", "415": "UnsupportedMediaType"}[
+                code]) for code in codes},
+        },
+    }
+    if body is not None:
+        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}}}
+    return op
+
+
+CAP_XML = {"type": "string", "description": "A CAP 1.2 message (XML, at most 256 KB)."}
+PATHS.update({
+    "/alerts": {
+        "get": {
+            "summary": "Emergency alerts visible to the token's user, newest first",
+            "tags": ["alerts"],
+            "parameters": [{"name": "status", "in": "query", "schema": ALERT_STATUS}],
+            "responses": {
+                "200": _json(_list(_ref("AlertSummary")), "Alerts (at most 100)."),
+                "400": _err("BadRequest"),
+                "401": _err("Unauthorized"),
+            },
+        },
+        "post": {
+            "summary": "Issue an alert (JSON), or apply a CAP 1.2 Alert, Update or Cancel",
+            "tags": ["alerts"],
+            "description": "With Content-Type application/cap+xml (or application/xml) the "
+            "body is a CAP message; `?targets=T1,V11` chooses the regions, else the message's "
+            "行政区划代码 geocodes do. Under the two-person rule a new alert is `pending`.",
+            "parameters": [{"name": "targets", "in": "query", "schema": STRING,
+                            "description": "CAP only: region codes, comma separated."}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": _ref("AlertCreate")},
+                    "application/cap+xml": {"schema": CAP_XML},
+                    "application/xml": {"schema": CAP_XML},
+                },
+            },
+            "responses": {
+                "200": _json(_ref("Alert"), "A CAP Update or Cancel: the changed alert."),
+                "201": {
+                    **_json(_ref("Alert"), "The new alert."),
+                    "headers": {"Location": {"schema": STRING}},
+                },
+                "400": _err("BadRequest"),
+                "401": _err("Unauthorized"),
+                "403": _err("Forbidden"),
+                "409": _err("Conflict"),
+                "413": _err("TooLarge"),
+                "415": _err("UnsupportedMediaType"),
+                "422": _err("Invalid"),
+            },
+        },
+    },
+    "/alerts/{code}": {
+        "get": {
+            "summary": "One alert with its delivery: acknowledged / targeted screens",
+            "tags": ["alerts"],
+            "parameters": [ALERT_CODE],
+            "responses": {
+                "200": _json(_ref("Alert"), "The alert."),
+                "401": _err("Unauthorized"),
+                "403": _err("Forbidden"),
+                "404": _err("NotFound"),
+            },
+        }
+    },
+    "/alerts/{code}.cap": {
+        "get": {
+            "summary": "The alert as CAP 1.2 XML (Alert, Update or Cancel)",
+            "tags": ["alerts"],
+            "parameters": [ALERT_CODE],
+            "responses": {
+                "200": {"description": "CAP 1.2",
+                        "content": {"application/cap+xml": {"schema": CAP_XML}}},
+                "401": _err("Unauthorized"),
+                "403": _err("Forbidden"),
+                "404": _err("NotFound"),
+            },
+        }
+    },
+    "/alerts/{code}/update": {
+        "post": _alert_action("Change some fields: a new version on every screen",
+                              _ref("AlertFields"), "409", "415", "422")
+    },
+    "/alerts/{code}/confirm": {
+        "post": _alert_action("Confirm a pending alert (the second person)", None, "409")
+    },
+    "/alerts/{code}/reject": {
+        "post": _alert_action("Refuse a pending alert", _ref("Reason"), "409", "422")
+    },
+    "/alerts/{code}/cancel": {
+        "post": _alert_action("End the alert at once on every screen", _ref("Reason"), "409",
+                              "422")
+    },
+})
+
 
 def spec(server_url: str = "/api/v1") -> dict[str, Any]:
     """The whole OpenAPI document."""
@@ -563,7 +793,8 @@ def spec(server_url: str = "/api/v1") -> dict[str, Any]:
         "servers": [{"url": server_url}],
         "security": [{"bearer": []}],
         "tags": [
-            {"name": n} for n in ("account", "notices", "images", "regions", "categories", "meta")
+            {"name": n} for n in ("account", "notices", "alerts", "images", "regions", "categories",
+                      "meta")
         ],
         "paths": PATHS,
         "components": {
