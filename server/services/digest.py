@@ -70,7 +70,9 @@ def build(now: datetime | None = None) -> tuple[EmailMessage, int]:
     day = f"{local_now.year}年{local_now.month}月{local_now.day}日"
     county = cfg.get("COUNTY_NAME") or ""
     if rows:
-        subject = f"【村屏】{county}{day}：{len(rows)} 块屏幕离线超过 {_threshold_text()}"
+        # No spaces: a header's encoded words lose the spaces between them.
+        subject = (f"【村屏】{county}{day}：{len(rows)}块屏幕离线超过"
+                   f"{_threshold_text().replace(' ', '')}")
     else:
         subject = f"【村屏】{county}{day}：没有长时间离线的屏幕"
     lines = [
