@@ -44,7 +44,12 @@ GRADES = {1: "Ⅰ级", 2: "Ⅱ级", 3: "Ⅲ级", 4: "Ⅳ级"}
 
 def heading(alert: dict[str, Any]) -> str:
     """'暴雨红色预警': the event, the level's colour name, 预警."""
-    return f"{alert.get('event') or ''}{protocol.LEVEL_NAMES.get(alert.get('level'), '')}预警"
+    return f"{alert.get('event') or ''}{protocol.LEVEL_NAMES.get(_level(alert), '')}预警"
+
+
+def _level(alert: dict[str, Any]) -> int:
+    level = alert.get("level")
+    return level if isinstance(level, int) else 0
 
 
 def local_time(value: Any) -> str:
@@ -61,9 +66,8 @@ def local_time(value: Any) -> str:
 
 
 def level_color(alert: dict[str, Any]) -> Color:
-    fallback = parse_color(protocol.LEVEL_COLORS.get(alert.get("level"), "#d32f2f"))
-    return parse_color(protocol.LEVEL_COLORS.get(alert.get("level")) or alert.get("color"),
-                       fallback)
+    fallback = parse_color(protocol.LEVEL_COLORS.get(_level(alert), "#d32f2f"))
+    return parse_color(protocol.LEVEL_COLORS.get(_level(alert)) or alert.get("color"), fallback)
 
 
 def _warning_sign(d: ImageDraw.ImageDraw, x: float, y: float, size: float, fill: Color,
@@ -110,7 +114,7 @@ def render_alert(r: Renderer, alert: dict[str, Any], qr_url: str, *, index: int 
     # -- the heading: ⚠ 暴雨红色预警 [Ⅰ级] -----------------------------------------------------
     hs = round(short * 0.12)
     head = r.clean(heading(alert))
-    grade = GRADES.get(alert.get("level"), "")
+    grade = GRADES.get(_level(alert), "")
     gs = round(hs * 0.42)
 
     def head_width(size: int) -> float:

@@ -383,7 +383,7 @@ class PlayerApp:
         if pick is not None:
             self.alert_key, self.alert_index = keys[pick], pick
             self.alert_ends = time.monotonic() + ALERT_SECONDS
-        else:
+        elif self.alert_key is not None:
             self.alert_index = keys.index(self.alert_key)
         alert = self.alert_order[self.alert_index]
         self.link.alert = alert["code"]

@@ -60,7 +60,7 @@ class PlayQueue:
         self.batch_size = batch_size
         self._lock = threading.Lock()
         self._dropped = 0
-        self._batch: dict[str, Any] | None = self._load_batch()
+        self._batch: dict[str, Any] | None = self._load_batch()  # {"batch": str, "plays"}
         in_batch = {p["id"] for p in self._batch["plays"]} if self._batch else set()
         self._queue = [p for p in self._load_queue() if p["id"] not in in_batch][-cap:]
         self._lines = len(self._queue)
@@ -153,7 +153,7 @@ class PlayQueue:
                 if not self._queue:
                     return None
                 taken = self._queue[:self.batch_size]
-                batch = {"batch": uuid.uuid4().hex, "plays": taken}
+                batch: dict[str, Any] = {"batch": uuid.uuid4().hex, "plays": taken}
                 # Batch file first, then the queue without it: a crash in between leaves the
                 # plays in both, and loading drops them from the queue by id.
                 atomic_write(self.dir / BATCH_FILE,

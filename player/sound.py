@@ -132,7 +132,9 @@ def espeak(command: str) -> Callable[[str], Process]:
 
 
 def spoken_text(alert: dict[str, Any]) -> str:
-    heading = f"{alert.get('event', '')}{protocol.LEVEL_NAMES.get(alert.get('level'), '')}预警"
+    level = alert.get("level")
+    name = protocol.LEVEL_NAMES.get(level, "") if isinstance(level, int) else ""
+    heading = f"{alert.get('event', '')}{name}预警"
     parts = [heading, alert.get("title"), alert.get("text"), alert.get("instruction")]
     return "。\n".join(p.strip() for p in parts if isinstance(p, str) and p.strip())
 

@@ -176,8 +176,9 @@ class Store:
             log.warning("ignoring cached alerts in %s: %s", self.dir / ALERTS_FILE, exc)
             return [], 0.0
         offset = data.get("offset")
-        ok = isinstance(offset, int | float) and not isinstance(offset, bool)
-        return list(data["alerts"]), float(offset) if ok else 0.0
+        if not isinstance(offset, int | float) or isinstance(offset, bool):
+            offset = 0.0
+        return list(data["alerts"]), float(offset)
 
     def save_alerts(self, alerts: list[dict[str, Any]], offset: float = 0.0) -> None:
         """The whole alert set, atomically and durably (an acknowledgement promises it)."""

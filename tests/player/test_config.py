@@ -71,3 +71,22 @@ def test_bad_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="fullscreen must be true or false"):
         load(cli(server="http://h", data_dir=str(tmp_path)),
              {"CUNPING_PLAYER_FULLSCREEN": "maybe"})
+
+
+def test_mute_from_each_source(tmp_path: Path) -> None:
+    base = cli(server="http://h", data_dir=str(tmp_path))
+    assert load(base, {}).mute is False
+    assert load({**base, "mute": True}, {}).mute is True
+    assert load(base, {"CUNPING_PLAYER_MUTE": "yes"}).mute is True
+    toml = tmp_path / "player.toml"
+    toml.write_text("mute = true\n")
+    assert load({**base, "config": str(toml)}, {}).mute is True
+    with pytest.raises(ConfigError, match="mute must be true or false"):
+        load(base, {"CUNPING_PLAYER_MUTE": "loud"})
+
+
+def test_mute_on_the_command_line() -> None:
+    from player.__main__ import parser
+
+    assert parser().parse_args(["--mute"]).mute is True
+    assert parser().parse_args([]).mute is None
