@@ -272,20 +272,20 @@ def test_a_single_alert_just_stays(running: Callable[..., Running],
 
 def test_a_new_alert_is_shown_at_once_then_the_turns_go_on(
         running: Callable[..., Running], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app_module, "ALERT_SECONDS", 0.5)
+    monkeypatch.setattr(app_module, "ALERT_SECONDS", 2.0)
     red = make_alert("RED", level=1)
     link = FakeLink()
     link.alerts = [red]
     r = running(link)
     first = r.wait_frame(alert_frame("RED"), timeout=1)
     put_alerts(r, red, make_alert("YEL", level=3))
-    frame = r.wait_frame(alert_frame("YEL"), timeout=0.4, after=first["seq"])
-    r.wait_frame(alert_frame("RED"), timeout=2, after=frame["seq"])
+    frame = r.wait_frame(alert_frame("YEL"), timeout=1, after=first["seq"])
+    r.wait_frame(alert_frame("RED"), timeout=4, after=frame["seq"])
     # an update (new version) of the one not on screen is shown at once too
     latest = r.frames()[-1]["seq"]
     put_alerts(r, red, make_alert("YEL", level=3, version=2))
-    frame = r.wait_frame(lambda f: f.get("alert") == "YEL" and f["version"] == 2, timeout=0.4,
-                         after=latest)
+    r.wait_frame(lambda f: f.get("alert") == "YEL" and f["version"] == 2, timeout=1,
+                 after=latest)
 
 
 def test_alert_expiry_by_the_clock_restores_the_playlist(

@@ -92,7 +92,7 @@ def test_tone_and_voice_follow_the_alert() -> None:
     assert not audio.tone_on
 
 
-def test_an_ended_alert_is_not_read_on(monkeypatch: object) -> None:
+def test_an_ended_alert_is_not_read_on() -> None:
     voices: list[FakeVoice] = []
     audio = AlertAudio(None, lambda t: voices.append(FakeVoice(t)) or voices[-1],
                        clock=Clock())
