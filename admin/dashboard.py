@@ -15,7 +15,16 @@ from datetime import datetime
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import abort, current_app, flash, jsonify, redirect, render_template, url_for
+from flask import (
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import format_date, format_timedelta, ngettext
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
@@ -34,6 +43,7 @@ from server.services.errors import NotFound, PermissionDenied, ServiceError
 Page = str | tuple[str, int] | Response
 F = TypeVar("F", bound=Callable[..., Any])
 SCREEN_ROWS = 500  # screens listed under "Screens now"; the screens page has them all
+OFFLINE_ROWS = 10  # screens offline for long shown before "show all"
 
 
 # --- the boot-rate chart (SVG, drawn here: no chart library) -------------------------------
@@ -177,7 +187,8 @@ def dashboard() -> Page:
     counts = presence.counts(screens, now)
     rates = presence.boot_rate(roots)
     offline = presence.offline_for_long(screens, now)
-    listed = screens[:SCREEN_ROWS]
+    # What online screens show matters most: they come first.
+    listed = sorted(screens, key=lambda s: not screen_service.is_online(s, now))[:SCREEN_ROWS]
     return render_template(
         "admin/dashboard/index.html",
         roots=roots,
@@ -186,6 +197,7 @@ def dashboard() -> Page:
         today=rates.totals[rates.days[-1]],
         chart=boot_chart(rates),
         offline=offline,
+        offline_shown=len(offline) if request.args.get("offline") == "all" else OFFLINE_ROWS,
         threshold_minutes=int(current_app.config["OFFLINE_ALERT_MINUTES"]),
         rows=listed,
         more=len(screens) - len(listed),

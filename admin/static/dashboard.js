@@ -80,6 +80,16 @@
     });
   }
 
+  // --- "show all" screens offline for long, without a reload ---
+  var more = document.getElementById("more-offline");
+  if (more) {
+    more.addEventListener("click", function (event) {
+      event.preventDefault();
+      document.querySelectorAll("tr.more-offline").forEach(function (row) { row.hidden = false; });
+      more.parentNode.hidden = true;
+    });
+  }
+
   // --- one screen: wait for the screenshot ---
   var shot = document.getElementById("screen-shot");
   if (shot && shot.getAttribute("data-pending") === "true") {
