@@ -307,7 +307,7 @@ def _render_detail(alert: Alert, *, forms: dict[str, Any] | None = None,
         alert=alert,
         delivery=_delivery(alert) if not pending else None,
         can={
-            "update": acts and (live or pending),
+            "edit": acts and (live or pending),
             "cancel": acts and (live or pending),
             "confirm": acts and pending and alert.issued_by_id != user.id,
             "reject": acts and pending,
