@@ -6,5 +6,13 @@ from flask import Blueprint
 bp = Blueprint("admin", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static")
 
-from admin import alerts, auth, dashboard, notices, people, screens  # noqa: E402,F401
-from admin import cadence, stats  # noqa: E402,F401
+from admin import (  # noqa: E402,F401
+    alerts,
+    auth,
+    cadence,
+    dashboard,
+    notices,
+    people,
+    screens,
+    stats,
+)

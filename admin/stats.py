@@ -29,8 +29,10 @@ PROOF_ROWS_SHOWN = 200
 def duration(seconds: float) -> str:
     """Time on screen as people read it: 2.5 hours, 40 minutes, 15 seconds."""
     seconds = int(seconds)
+    if seconds >= 100 * 3600:
+        return _("%(n)s h", n=f"{seconds / 3600:,.0f}")
     if seconds >= 3600:
-        return _("%(n)s h", n=f"{seconds / 3600:,.1f}".rstrip("0").rstrip("."))
+        return _("%(n)s h", n=f"{seconds / 3600:,.1f}".removesuffix(".0"))
     if seconds >= 60:
         return _("%(n)s min", n=round(seconds / 60))
     return _("%(n)s s", n=seconds)

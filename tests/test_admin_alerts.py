@@ -380,3 +380,10 @@ def test_public_page_hides_pending_and_says_expired(app: Flask, client: FlaskCli
     db.session.commit()
     html = client.get(f"/a/{alert.code}").get_data(as_text=True)
     assert 'id="ended"' in html and "expired" in html
+
+
+def test_the_alert_role_can_be_granted(client: FlaskClient, auth: AuthActions,
+                                       world: World) -> None:
+    auth.login("admin")
+    page = client.get("/admin/users/new").get_data(as_text=True)
+    assert re.search(r'<option value="alert">Alert issuer</option>', page)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date, datetime
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -263,3 +264,30 @@ def test_the_pages_need_a_login(app: Flask, client: FlaskClient) -> None:
                 "/admin/cadence", "/admin/cadence/overdue.csv"):
         response = client.get(url)
         assert response.status_code == 302 and "/admin/login" in response.headers["Location"]
+
+
+def test_the_demo_has_a_month_of_statistics_and_cadence_rules(app: Flask) -> None:
+    from server import demo
+    from server.services import cadence, users
+
+    assert demo.load()
+    admin = users.by_username("admin")
+    assert admin is not None
+    p = stats.period()
+    days = stats.by_day(admin, p)
+    assert sum(1 for d in days if d.plays) >= 20  # most days of the month have plays
+    screens = stats.by_screen(admin, p)
+    assert len(screens) >= 5 and all(r.plays for r in screens)
+    assert stats.totals(admin, p).scans > 0
+    # No notice was played before it was published.
+    for row in stats.by_notice(admin, p):
+        first = min(r.day for r in stats.proof_rows(admin, p, row.notice))
+        assert row.notice.published_at is not None
+        assert first >= stats.local_day(row.notice.published_at)
+    rules = {(r.region.code, r.category.key): r.every_days for r in cadence.rules_for(admin)}
+    assert rules == {("371399", "finance"): 31, ("371399", "village"): 92}
+    late = cadence.overdue(admin)
+    assert any(r.days_overdue for r in late) and any(r.days_overdue is None for r in late)
+    # The demo player's screen is one of them, its token kept for `cunping demo --serve`.
+    token = (Path(app.instance_path) / "demo-player" / "demo-screen-token").read_text().strip()
+    assert screen_service.authenticate(token) is not None
