@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from server import demo_stats
 from server.extensions import db
 from server.models import Notice, Region, Role, User
 from server.models.base import utcnow
@@ -335,6 +336,7 @@ def load() -> bool:
         _user("qianwang_editor"), question, "从村东桥头到小学门口，共300米，11月底前完工。"
     )
     _demo_alert()
+    demo_stats.seed()  # cadence rules, more screens, a month of plays and scans
     return True
 
 
