@@ -418,6 +418,12 @@ class PlayerClient:
             if isinstance(ack, dict) and ack.get("status") == "ok":
                 self.plays.acknowledged(batch["batch"])
                 log.info("reported %d plays (batch %s)", len(batch["plays"]), batch["batch"])
+            elif isinstance(ack, dict) and ack.get("status") == "invalid":
+                # Not a batch to the server: resending cannot help, and it would block
+                # every later play. Dropped, loudly.
+                log.error("plays batch %s refused as invalid (%s); dropping its %d plays",
+                          batch["batch"], ack.get("reason"), len(batch["plays"]))
+                self.plays.acknowledged(batch["batch"])
             else:
                 log.warning("plays batch %s not accepted: %r", batch["batch"], ack)
                 return

@@ -168,3 +168,17 @@ def test_a_slide_shown_under_a_second_is_no_play(running: Callable[..., Running]
     r.work.put(("notices", {"notices": [], "revision": 2}))
     r.wait_frame(showing("standby"), timeout=1)
     assert link.plays == []
+
+
+def test_a_batch_the_server_calls_invalid_is_dropped_not_resent_forever(
+        link: PlayerClient, caplog: pytest.LogCaptureFixture) -> None:
+    link.record_play(play(1))
+    sio = FakeSio({"status": "invalid", "reason": "batch must be a string"},
+                  {"status": "ok", "accepted": 1})
+    link.send_plays(sio)  # type: ignore[arg-type]
+    assert link.plays.pending() == 0
+    assert "dropping its 1 plays" in caplog.text
+    link.record_play(play(2))
+    link.send_plays(sio)  # type: ignore[arg-type]
+    assert sio.sent[1]["batch"] != sio.sent[0]["batch"]
+
