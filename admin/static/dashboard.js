@@ -105,6 +105,7 @@
             img.removeAttribute("width");
             img.removeAttribute("height");
             document.getElementById("shot-figure").hidden = false;
+            document.getElementById("shot-wait").hidden = true;
             var none = document.getElementById("shot-none");
             if (none) { none.hidden = true; }
           }

@@ -78,3 +78,43 @@ def test_the_dashboard_is_complete_without_javascript(
     expect(page.locator("#boot-chart rect")).to_have_count(30)
     expect(page.locator("#boot-table tbody tr").first).to_be_visible()
     context.close()
+
+
+def test_a_screenshot_from_a_real_player_appears_on_the_page(
+    browser: Browser, live_server: LiveServer, tmp_path: Path
+) -> None:
+    out = live_server.run_python(
+        "from server.services import regions, screens\n"
+        "screen, token = screens.provision(None, regions.get('371399101002'), '截图测试屏',"
+        " width=1280, height=720)\n"
+        "print(screen.id, token)"
+    )
+    screen_id, token = out.split()[-2:]
+    player = LivePlayer.create(tmp_path / "player", live_server.url, token)
+    player.start()
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    page = context.new_page()
+    try:
+        log_in(page, live_server, "liuhe_editor")
+        page.goto(live_server.url + "/admin/dashboard")
+        online = page.locator("#screens-now tr", has_text="截图测试屏").locator(".state-online")
+        expect(online).to_be_visible(timeout=LIVE_TIMEOUT_MS)  # live, no reload
+        page.locator("#screens-now tr", has_text="截图测试屏").locator("button").click()
+        expect(page).to_have_url(f"{live_server.url}/admin/dashboard/screens/{screen_id}")
+        page.wait_for_function(
+            "() => { const img = document.getElementById('shot-img');"
+            " return img && img.complete && img.naturalWidth > 0"
+            " && !document.getElementById('shot-figure').hidden; }",
+            timeout=LIVE_TIMEOUT_MS,
+        )
+        status = page.request.get(
+            f"{live_server.url}/admin/dashboard/screens/{screen_id}/screenshot.json").json()
+        assert status["pending"] is False and status["latest"]["width"] > 0
+        image = page.request.get(live_server.url + status["latest"]["url"])
+        assert image.headers["content-type"] == "image/jpeg" and image.body()[:2] == b"\xff\xd8"
+    except Exception:
+        print(f"--- player log ---\n{player.log_tail()}")
+        raise
+    finally:
+        player.stop()
+        context.close()
