@@ -102,7 +102,7 @@ def test_two_person_update_and_cancel(app: Flask, client: FlaskClient, world: Wo
     code = r.get_json()["code"]
     assert r.get_json()["status"] == "pending" and r.get_json()["delivery"] is None
     own = post(client, world.county_alert, f"/alerts/{code}/confirm")
-    assert own.status_code == 403 and "Another person" in own.get_json()["error"]["message"]
+    assert own.status_code == 403 and "须由另一人确认" in own.get_json()["error"]["message"]
     ok = post(client, world.county_alert2, f"/alerts/{code}/confirm")
     assert ok.status_code == 200 and ok.get_json()["status"] == "active"
     assert ok.get_json()["confirmed_by"]["username"] == "calert2"
@@ -194,8 +194,8 @@ def test_cap_alert_update_cancel(app: Flask, client: FlaskClient, world: World) 
         (message(status="Test"), 422, "status Test"),
         (message(msg_type="Update", identifier="Q9", references=ref("GONE-1")), 422, "GONE-1"),
         (message(geocodes=("T2",)), 422, "石桥镇"),
-        (message(description="雨" * 100_000), 413, "too large"),
-        (b"", 400, "CAP message"),
+        (message(description="雨" * 100_000), 413, "消息过大"),
+        (b"", 400, "请将 CAP 消息"),
     ],
     ids=["broken", "billion-laughs", "external-entity", "missing", "unknown-value", "test",
          "unknown-reference", "outside-region", "oversize", "empty"],
