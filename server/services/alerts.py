@@ -24,7 +24,8 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, case, func, or_, select
+from sqlalchemy import update as sql_update
 
 from player import protocol
 from server import signals
@@ -496,31 +497,36 @@ def expire_due(now: datetime | None = None) -> list[int]:
 # --- delivery ------------------------------------------------------------------------------
 
 
-def _deliveries(alert_ids: set[int], screen_ids: set[int]) -> dict[tuple[int, int], AlertDelivery]:
-    if not alert_ids or not screen_ids:
-        return {}
-    rows = db.session.scalars(
-        select(AlertDelivery).where(
-            AlertDelivery.alert_id.in_(sorted(alert_ids)),
-            AlertDelivery.screen_id.in_(sorted(screen_ids)),
-        )
+CHUNK = 500  # ids per IN (...) list
+
+
+def _chunks(ids: list[int]) -> Iterable[list[int]]:
+    for i in range(0, len(ids), CHUNK):
+        yield ids[i : i + CHUNK]
+
+
+def _ensure_rows(alert: Alert, screen_ids: Iterable[int]) -> None:
+    """Delivery rows for the alert's current version exist for these screens (Core statements:
+    a pass for 10,000 screens must not build 10,000 ORM objects)."""
+    table = AlertDelivery.__table__
+    db.session.execute(
+        sql_update(table)
+        .where(table.c.alert_id == alert.id, table.c.version != alert.version)
+        .values(version=alert.version, attempts=0, acked_at=None, latency_ms=None,
+                first_sent_at=None, last_sent_at=None)
     )
-    return {(d.alert_id, d.screen_id): d for d in rows}
-
-
-def _row(rows: dict[tuple[int, int], AlertDelivery], alert: Alert, screen_id: int,
-         now: datetime) -> AlertDelivery:
-    """The delivery row for the alert's current version (reset when the version moved)."""
-    row = rows.get((alert.id, screen_id))
-    if row is None:
-        row = AlertDelivery(alert_id=alert.id, screen_id=screen_id, version=alert.version,
-                            attempts=0)
-        db.session.add(row)
-        rows[(alert.id, screen_id)] = row
-    elif row.version != alert.version:
-        row.version, row.attempts, row.acked_at, row.latency_ms = alert.version, 0, None, None
-        row.first_sent_at = row.last_sent_at = None
-    return row
+    wanted = sorted(set(screen_ids))
+    existing: set[int] = set()
+    for chunk in _chunks(wanted):
+        existing.update(db.session.scalars(
+            select(table.c.screen_id).where(table.c.alert_id == alert.id,
+                                            table.c.screen_id.in_(chunk))))
+    missing = [sid for sid in wanted if sid not in existing]
+    if missing:
+        db.session.execute(table.insert(), [
+            {"alert_id": alert.id, "screen_id": sid, "version": alert.version, "attempts": 0}
+            for sid in missing
+        ])
 
 
 def record_sends(sends: Iterable[tuple[int, Iterable[int]]],
@@ -528,24 +534,24 @@ def record_sends(sends: Iterable[tuple[int, Iterable[int]]],
     """One more send to each screen of these alerts (screen id, alert ids): the dispatcher
     calls this once per pass."""
     now = now or utcnow()
-    pairs = [(screen_id, list(ids)) for screen_id, ids in sends]
-    pairs = [(s, ids) for s, ids in pairs if ids]
-    if not pairs:
-        return
-    alert_ids = {i for _s, ids in pairs for i in ids}
-    alerts = {a.id: a for a in db.session.scalars(select(Alert).where(Alert.id.in_(alert_ids)))}
-    rows = _deliveries(set(alerts), {s for s, _ids in pairs})
-    for screen_id, ids in pairs:
+    by_alert: dict[int, list[int]] = {}
+    for screen_id, ids in sends:
         for alert_id in ids:
-            alert = alerts.get(alert_id)
-            if alert is None:
-                continue
-            row = _row(rows, alert, screen_id, now)
-            if row.acked_at is not None:
-                continue
-            row.attempts = (row.attempts or 0) + 1
-            row.first_sent_at = row.first_sent_at or now
-            row.last_sent_at = now
+            by_alert.setdefault(alert_id, []).append(screen_id)
+    if not by_alert:
+        return
+    table = AlertDelivery.__table__
+    for alert in db.session.scalars(select(Alert).where(Alert.id.in_(list(by_alert)))):
+        screen_ids = sorted(set(by_alert[alert.id]))
+        _ensure_rows(alert, screen_ids)
+        for chunk in _chunks(screen_ids):
+            db.session.execute(
+                sql_update(table)
+                .where(table.c.alert_id == alert.id, table.c.screen_id.in_(chunk),
+                       table.c.acked_at.is_(None))
+                .values(attempts=table.c.attempts + 1, last_sent_at=now,
+                        first_sent_at=func.coalesce(table.c.first_sent_at, now))
+            )
     db.session.commit()
 
 
@@ -572,22 +578,44 @@ def record_acks(acks: Iterable[tuple[int, Any, datetime]]) -> int:
         return 0
     codes = {code for _s, keys, _w in parsed for code in keys}
     alerts = {a.code: a for a in db.session.scalars(select(Alert).where(Alert.code.in_(codes)))}
-    rows = _deliveries({a.id for a in alerts.values()}, {s for s, _k, _w in parsed})
-    fresh = 0
+    params: dict[int, list[dict[str, Any]]] = {}
     for screen_id, keys, when in parsed:
         for code, version in keys.items():
             alert = alerts.get(code)
             if alert is None or version != alert.version:
                 continue  # an unknown alert or an old version is not the alert in force
-            row = _row(rows, alert, screen_id, when)
-            if row.acked_at is not None:
-                continue
-            row.attempts = row.attempts or 1
-            row.first_sent_at = row.first_sent_at or when
-            row.last_sent_at = row.last_sent_at or when
-            row.acked_at = when
             since = alert.issued_at or alert.created_at
-            row.latency_ms = max(0, int((when - since).total_seconds() * 1000))
-            fresh += 1
+            params.setdefault(alert.id, []).append({
+                "a": alert.id, "s": screen_id, "w": when,
+                "l": max(0, int((when - since).total_seconds() * 1000)),
+            })
+    if not params:
+        db.session.commit()
+        return 0
+    table = AlertDelivery.__table__
+    stmt = (
+        sql_update(table)
+        .where(table.c.alert_id == bindparam("a"), table.c.screen_id == bindparam("s"),
+               table.c.acked_at.is_(None))
+        .values(acked_at=bindparam("w"), latency_ms=bindparam("l"),
+                attempts=case((table.c.attempts < 1, 1), else_=table.c.attempts),
+                first_sent_at=func.coalesce(table.c.first_sent_at, bindparam("w")),
+                last_sent_at=func.coalesce(table.c.last_sent_at, bindparam("w")))
+    )
+    fresh = 0
+    for alert_id, rows in params.items():
+        alert = db.session.get(Alert, alert_id)
+        assert alert is not None
+        _ensure_rows(alert, [r["s"] for r in rows])
+        before = _acked_count(alert_id)
+        db.session.connection().execute(stmt, rows)
+        fresh += _acked_count(alert_id) - before
     db.session.commit()
     return fresh
+
+
+def _acked_count(alert_id: int) -> int:
+    table = AlertDelivery.__table__
+    return int(db.session.scalar(
+        select(func.count()).select_from(table)
+        .where(table.c.alert_id == alert_id, table.c.acked_at.is_not(None))) or 0)
