@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from server import auth, cli, errors, i18n, realtime, scheduler
+from server import auth, cli, errors, i18n, logs, metrics, realtime, scheduler
 from server.config import Config, finish_config
 from server.extensions import csrf, db, limiter, migrate
 
@@ -46,6 +46,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     cli.init_app(app)
     scheduler.init_app(app)
     realtime.init_app(app)
+    logs.init_app(app)  # request ids and the access log
+    metrics.init_app(app)  # /metrics; after realtime: it counts on the Socket.IO manager
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         with app.app_context():
             _sqlite_pragmas()

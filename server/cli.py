@@ -34,18 +34,15 @@ def _upgrade() -> None:
 def serve(host: str, port: int, no_migrate: bool) -> None:
     """Run the server (gevent, with the screens' WebSocket channel) and the scheduler. For
     production see deploy/."""
-    import logging
-    import os
-
-    from server import scheduler
+    from server import logs, scheduler
     from server.extensions import socketio
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if not no_migrate:
         _upgrade()
-    # After the migration (Alembic configures logging its own way): our INFO lines to stderr.
-    logging.basicConfig(level=os.environ.get("CUNPING_LOG_LEVEL", "INFO").upper(), force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # After the migration (Alembic configures logging its own way): CUNPING_LOG_LEVEL and
+    # CUNPING_LOG_FORMAT (text or json) to stderr, see server/logs.py.
+    logs.configure()
     scheduler.start(app)
     from server.realtime.alert_dispatch import dispatcher
 
