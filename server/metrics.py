@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from flask import Flask, Response, abort, g, request
+from flask import Flask, Response, abort, current_app, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -132,8 +132,8 @@ class _Connections(Collector):
             "Socket.IO connections to this process now, by namespace.",
             labels=["namespace"],
         )
-        for namespace, members in list(rooms.items()):
-            per_ns.add_metric([namespace], len(members.get(None, ())))
+        for namespace in sorted({protocol.NAMESPACE, *rooms}):
+            per_ns.add_metric([namespace], len(rooms.get(namespace, {}).get(None, ())))
         yield per_ns
 
 
@@ -225,28 +225,29 @@ def count_deliveries(manager: Any) -> None:
     Without a message queue every emit goes through `manager.emit`. With one (Redis), an emit
     from any process — this one, another, the scheduler, the CLI — reaches this process's
     screens through `manager._handle_emit`, so every process counts its own deliveries of every
-    publish, wherever it was made."""
+    publish, wherever it was made; an emit with `ignore_queue` (a reply to a connection this
+    process holds) skips the queue and is counted in `manager.emit`."""
     if getattr(manager, "_cunping_counted", False):
         return
     manager._cunping_counted = True
     rooms = manager.rooms
-    if hasattr(manager, "_handle_emit"):
+    queued = hasattr(manager, "_handle_emit")
+    if queued:
         handle = manager._handle_emit
 
         def handle_emit(message: dict[str, Any]) -> Any:
-            if message.get("method", "emit") == "emit":
-                _count(message.get("event", ""), message.get("namespace"), message.get("room"),
-                       message.get("skip_sid"), rooms)
+            _count(message.get("event", ""), message.get("namespace"), message.get("room"),
+                   message.get("skip_sid"), rooms)
             return handle(message)
 
         manager._handle_emit = handle_emit
-        return
     emit = manager.emit
 
     def counted_emit(event: str, data: Any, namespace: str | None = None, room: Any = None,
                      skip_sid: Any = None, callback: Any = None, to: Any = None,
                      **kwargs: Any) -> Any:
-        _count(event, namespace, to or room, skip_sid, rooms)
+        if not queued or kwargs.get("ignore_queue"):
+            _count(event, namespace, to or room, skip_sid, rooms)
         return emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid,
                     callback=callback, to=to, **kwargs)
 
@@ -309,10 +310,9 @@ def init_app(app: Flask) -> None:
     after `realtime.init_app`)."""
     from server.extensions import csrf, limiter, socketio
 
-    token = str(app.config.get("METRICS_TOKEN") or os.environ.get("METRICS_TOKEN", ""))
-
     def endpoint() -> Response:
-        return exposition(token)
+        token = current_app.config.get("METRICS_TOKEN") or os.environ.get("METRICS_TOKEN", "")
+        return exposition(str(token))
 
     app.add_url_rule("/metrics", endpoint="metrics", view_func=endpoint, methods=["GET"])
     csrf.exempt(endpoint)

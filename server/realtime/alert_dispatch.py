@@ -27,6 +27,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from player import protocol
+from server import metrics
 from server.extensions import db, socketio
 from server.models.base import utcnow
 from server.services import alerts as alert_service
@@ -183,6 +184,7 @@ class AlertDispatcher:
                 sends.append((sid, peer, fp, payloads, alerts))
         if not sends:
             return
+        metrics.alerts_sent(len(sends))
         stamp = utcnow()
         began = time.monotonic()
         server_time = alert_service.iso(stamp)
@@ -216,6 +218,7 @@ class AlertDispatcher:
             with self._lock:
                 self._acks.append((screen_id, [h for h in have if isinstance(h, str)],
                                    utcnow(), sid, fp))
+                metrics.alert_acked(self._peers.get(sid), fp)
             self.wake_soon()
 
         return acknowledged

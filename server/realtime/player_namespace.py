@@ -17,6 +17,7 @@ from flask import current_app, request
 from flask_socketio import ConnectionRefusedError, Namespace, emit, join_room
 
 from player import protocol
+from server import metrics
 from server.extensions import db
 from server.models import Screen
 from server.models.base import utcnow
@@ -95,6 +96,10 @@ class PlayerNamespace(Namespace):
 
     # --- events ---
 
+    def trigger_event(self, event: str, *args: Any) -> Any:
+        metrics.event_received(event, hasattr(self, "on_" + (event or "")))
+        return super().trigger_event(event, *args)
+
     def on_connect(self, auth: Any = None) -> None:
         auth = auth if isinstance(auth, dict) else {}
         token = auth.get("token")
@@ -103,6 +108,7 @@ class PlayerNamespace(Namespace):
             return
         screen = screen_service.authenticate(token) if isinstance(token, str) else None
         if screen is None:
+            metrics.screen_refused()
             raise ConnectionRefusedError(REFUSED_TOKEN)
         sid = request.sid  # type: ignore[attr-defined]
         with self._lock:
@@ -110,6 +116,7 @@ class PlayerNamespace(Namespace):
         for room in screen_rooms(screen):
             join_room(room)
         screen_service.record_connect(screen, sid, client_ip())
+        metrics.screen_connected(screen.code, sid, client_ip())
         presence.seen(screen)
         presence.announce(screen, online=True)
         # Alerts before anything else: a screen coming back shows any alert in force first.
@@ -184,6 +191,7 @@ class PlayerNamespace(Namespace):
         if screen_id is None:
             return
         screen = db.session.get(Screen, screen_id)
+        metrics.screen_disconnected(screen.code if screen else screen_id, sid, reason)
         if screen is not None:
             screen_service.record_disconnect(screen, sid)
             if not screen.online:

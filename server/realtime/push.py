@@ -18,7 +18,7 @@ from flask import Flask
 from sqlalchemy import or_, select
 
 from player import protocol
-from server import signals
+from server import metrics, signals
 from server.extensions import db, socketio
 from server.models import Notice, NoticeStatus, PairingRequest, Region, Screen
 from server.models.base import utcnow
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 def _emit(event: str, data: dict[str, Any], rooms: list[str]) -> None:
     if rooms:  # never an empty `to`: python-socketio would send it to everyone
         socketio.emit(event, data, to=sorted(set(rooms)), namespace=protocol.NAMESPACE)
+        if event == protocol.NOTICE:  # deliveries are counted where they are written
+            metrics.notice_pushed(data.get("op", ""))
 
 
 def _live_targets(notice: Notice) -> list[Region]:
