@@ -26,14 +26,18 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from flask import Flask, Response, g, has_request_context, request
+if TYPE_CHECKING:
+    from flask import Flask, Response
+
+# No Flask import at module level: gunicorn's config calls `configure` in the worker before
+# gevent patches the standard library, and Flask is imported only after that.
 
 ACCESS = logging.getLogger("cunping.access")
 
 # An incoming X-Request-ID (nginx's $request_id, a load balancer's) is kept when it is this.
-_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 # Screen tokens (cps_<prefix>_<secret>), API tokens (cp_<prefix>_<secret>), bearer headers.
 _SECRETS = re.compile(
     r"\b(cps?_[A-Za-z0-9]+_)[A-Za-z0-9_-]{8,}|(\b[Bb]earer\s+)[A-Za-z0-9._~+/=-]{8,}"
@@ -54,8 +58,10 @@ class _Context(logging.Filter):
     """Adds the request id (inside an HTTP request) and masks secrets."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id") and has_request_context():
-            rid = g.get("request_id")
+        flask = sys.modules.get("flask")  # not loaded yet: no request either
+        if flask is not None and not hasattr(record, "request_id") \
+                and flask.has_request_context():
+            rid = flask.g.get("request_id")
             if rid:
                 record.request_id = rid
         if isinstance(record.msg, str) and ("_" in record.msg or "earer" in record.msg):
@@ -136,16 +142,22 @@ def configure(
 
 def request_id() -> str:
     """This request's id (an incoming sane X-Request-ID, or a new one)."""
+    from flask import g
+
     return str(g.get("request_id") or "")
 
 
 def _begin() -> None:
+    from flask import g, request
+
     g.started = time.perf_counter()
     incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if _SANE_ID.match(incoming) else uuid.uuid4().hex
+    g.request_id = incoming if _SANE_ID.fullmatch(incoming) else uuid.uuid4().hex
 
 
 def _finish(response: Response) -> Response:
+    from flask import g, request
+
     rid = g.get("request_id")
     if rid:
         response.headers["X-Request-ID"] = rid
