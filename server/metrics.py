@@ -37,7 +37,8 @@ from prometheus_client.registry import Collector
 
 from player import protocol
 
-log = logging.getLogger(__name__)
+# Screens connecting and disconnecting (INFO), next to the access log's "cunping.access".
+screens_log = logging.getLogger("cunping.screens")
 
 # --- the metrics ----------------------------------------------------------------------------
 
@@ -146,7 +147,7 @@ REGISTRY.register(_collector)
 
 def screen_connected(code: str, sid: str, ip: str | None) -> None:
     SCREEN_CONNECTS.inc()
-    log.info("screen %s connected", code, extra={"screen": code, "sid": sid, "ip": ip})
+    screens_log.info("screen %s connected", code, extra={"screen": code, "sid": sid, "ip": ip})
 
 
 def screen_refused() -> None:
@@ -156,7 +157,7 @@ def screen_refused() -> None:
 def screen_disconnected(screen: str | int, sid: str, reason: Any) -> None:
     text = reason if isinstance(reason, str) and reason in _DISCONNECT else "other"
     _DISCONNECT[text].inc()
-    log.info("screen %s disconnected (%s)", screen,
+    screens_log.info("screen %s disconnected (%s)", screen,
              reason if isinstance(reason, str) else text,
              extra={"screen": screen, "sid": sid})
 
@@ -211,7 +212,14 @@ def _reached(rooms: dict[Any, Any], room: Any, skip: Any) -> int:
 def _count(event: str, namespace: str | None, room: Any, skip: Any, rooms: Any) -> None:
     if namespace != protocol.NAMESPACE:
         return
-    reached = _reached(rooms.get(namespace) or {}, room, skip)
+    ns = rooms.get(namespace)
+    if ns is None:
+        return
+    if skip is None and room.__class__ is str:  # one connection (alerts, replies): fast path
+        members = ns.get(room)
+        reached = len(members) if members is not None else 0
+    else:
+        reached = _reached(ns, room, skip)
     if reached:
         child = _delivered.get(event)
         if child is None:
