@@ -36,13 +36,13 @@ from player import protocol
 from server.extensions import db
 from server.models import Region, Screen, User
 from server.models.base import utcnow
+from server.services import dashboard as board
 from server.services import presence, screen_views, screenshots
 from server.services import screens as screen_service
 from server.services.errors import NotFound, PermissionDenied, ServiceError
 
 Page = str | tuple[str, int] | Response
 F = TypeVar("F", bound=Callable[..., Any])
-SCREEN_ROWS = 500  # screens listed under "Screens now"; the screens page has them all
 OFFLINE_ROWS = 10  # screens offline for long shown before "show all"
 
 
@@ -120,18 +120,23 @@ def _roots(user: User) -> list[Region]:
         abort(403, exc.message)
 
 
-def counts_payload(user: User, now: datetime | None = None) -> dict[str, object]:
-    """What the page shows at the top, as JSON (dashboard.js refetches it)."""
+def _page_arg() -> int:
+    return max(request.args.get("page", 1, type=int) or 1, 1)
+
+
+def counts_payload(user: User, now: datetime | None = None, page: int = 1) -> dict[str, object]:
+    """What the page shows at the top, as JSON (dashboard.js refetches it), and whether each
+    screen listed on `page` of "what each screen shows" is online."""
     now = now or utcnow()
     roots = _roots(user)
-    screens = presence.screens_under(roots)
-    counts = presence.counts(screens, now)
+    counts = board.counts(roots, now)
     today = presence.boot_rate(roots, days=1).overall
+    listed = board.screens_page(roots, now, page, board.SCREENS_PER_PAGE)
     return {
         **counts.as_dict(),
-        "offline_long": len(presence.offline_for_long(screens, now)),
+        "offline_long": board.offline_count(roots, now),
         "boot_today": today.percent,
-        "screens": {s.code: screen_service.is_online(s, now) for s in screens},
+        "screens": {s.code: screen_service.is_online(s, now) for s in listed},
         "at": now.isoformat(timespec="seconds") + "Z",
     }
 
@@ -183,12 +188,16 @@ def dashboard() -> Page:
     user = me()
     roots = _roots(user)
     now = utcnow()
-    screens = presence.screens_under(roots)
-    counts = presence.counts(screens, now)
+    counts = board.counts(roots, now)
     rates = presence.boot_rate(roots)
-    offline = presence.offline_for_long(screens, now)
-    # What online screens show matters most: they come first.
-    listed = sorted(screens, key=lambda s: not screen_service.is_online(s, now))[:SCREEN_ROWS]
+    offline_total = board.offline_count(roots, now)
+    show_all = request.args.get("offline") == "all"
+    offline = board.offline_for_long(roots, now, None if show_all else OFFLINE_ROWS)
+    # What online screens show matters most: they come first. A page at a time: a county has
+    # thousands of screens (the screens page lists them all, with filters).
+    pages = max((counts.total + board.SCREENS_PER_PAGE - 1) // board.SCREENS_PER_PAGE, 1)
+    page = min(_page_arg(), pages)
+    listed = board.screens_page(roots, now, page, board.SCREENS_PER_PAGE)
     return render_template(
         "admin/dashboard/index.html",
         roots=roots,
@@ -197,13 +206,17 @@ def dashboard() -> Page:
         today=rates.totals[rates.days[-1]],
         chart=boot_chart(rates),
         offline=offline,
-        offline_shown=len(offline) if request.args.get("offline") == "all" else OFFLINE_ROWS,
+        offline_total=offline_total,
+        offline_shown=len(offline) if show_all else OFFLINE_ROWS,
         threshold_minutes=int(current_app.config["OFFLINE_ALERT_MINUTES"]),
         rows=listed,
-        more=len(screens) - len(listed),
+        page=page,
+        pages=pages,
+        more=counts.total - len(listed),
         online={s.id: screen_service.is_online(s, now) for s in listed},
         showing=presence.showing(listed),
-        manageable={s.id for s in listed if screen_service.can_manage(user, s.region)},
+        manageable={s.id for s in [*listed, *(r.screen for r in offline)]
+                    if screen_service.can_manage(user, s.region)},
         shot_form=FlaskForm(formdata=None),
         now=now,
         offline_duration=offline_duration,
@@ -215,7 +228,7 @@ def dashboard() -> Page:
 @bp.get("/dashboard/counts.json")
 @login_required
 def dashboard_counts() -> Response:
-    response = jsonify(counts_payload(me()))
+    response = jsonify(counts_payload(me(), page=_page_arg()))
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -46,6 +46,7 @@ from server.services.notices import NoticeInput
 
 F = TypeVar("F", bound=Callable[..., Any])
 PER_PAGE = 30
+REVIEW_PER_PAGE = 20  # each item shows its whole text
 FEEDBACK_TABS = ("open", "answered", "hidden")
 
 # What the list says about a new revision of a notice that is already live.
@@ -163,23 +164,22 @@ def _is_editor(user: User) -> bool:
 @login_required
 def index() -> str:
     user = me()
-    drafts, _n = notices.list_notices(user, status="draft", per_page=1000)
-    _rows, published = notices.list_notices(user, status="published", per_page=1)
-    _rows, pending = notices.list_notices(user, status="pending_review", per_page=1)
     recent, _n = notices.list_notices(user, per_page=8)
+    is_reviewer = user.has_role(Role.REVIEWER) or user.has_role(Role.ADMIN)
+    # Counts, not lists: each is one COUNT however many notices the county has.
     counts = {
-        "my_drafts": sum(1 for n in drafts if n.created_by_id == user.id),
-        "to_review": len(notices.review_queue(user)),
-        "pending": pending,
-        "published": published,
-        "open_feedback": len(feedback.inbox(user, "open")) if _is_editor(user) else 0,
+        "my_drafts": notices.count_notices(user, status="draft", created_by=user),
+        "to_review": notices.review_count(user) if is_reviewer else 0,
+        "pending": 0 if is_reviewer else notices.count_notices(user, status="pending_review"),
+        "published": notices.count_notices(user, status="published"),
+        "open_feedback": feedback.count(user, "open") if _is_editor(user) else 0,
     }
     return render_template(
         "admin/notices/dashboard.html",
         counts=counts,
         recent=recent,
         is_editor=_is_editor(user),
-        is_reviewer=user.has_role(Role.REVIEWER) or user.has_role(Role.ADMIN),
+        is_reviewer=is_reviewer,
     )
 
 
@@ -546,10 +546,17 @@ def notice_action(notice_id: int, action: str) -> Response | tuple[str, int]:
 @login_required
 def review_queue() -> str:
     user = me()
-    queue = notices.review_queue(user)
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    total = notices.review_count(user)
+    pages = max((total + REVIEW_PER_PAGE - 1) // REVIEW_PER_PAGE, 1)
+    page = min(page, pages)
+    queue = notices.review_queue(user, limit=REVIEW_PER_PAGE,
+                                 offset=(page - 1) * REVIEW_PER_PAGE)
     return render_template(
         "admin/notices/review.html",
         queue=queue,
+        page=page,
+        pages=pages,
         action_form=ActionForm(),
         reject_form=ReasonForm(),
         is_reviewer=user.has_role(Role.REVIEWER) or user.has_role(Role.ADMIN),

@@ -167,12 +167,18 @@ def _notice_status(rng: random.Random, age_days: float) -> str:
 
 
 def seed(conn: Connection, sizes: Sizes, *, now: datetime | None = None,
-         rng_seed: int = 20261122, password_hash: str | None = None) -> Seeded:
-    """Fill an empty, migrated database (categories are there from the migration). Naive-UTC
-    timestamps as the application stores them. Deterministic for a given seed."""
+         rng_seed: int = 20261122, password_hash: str | None = None, county: int = 0) -> Seeded:
+    """Fill a migrated database (categories are there from the migration). Naive-UTC
+    timestamps as the application stores them. Deterministic for a given seed.
+
+    `county` > 0 adds another county beside those already there: its ids start at
+    county × 1,000,000, its codes and user names differ (c1_admin, …)."""
     started = time.monotonic()
     now = now or datetime.now(UTC).replace(tzinfo=None)
-    rng = random.Random(rng_seed)
+    rng = random.Random(rng_seed + county)
+    b = county * 1_000_000  # every id of this county is above b
+    who = f"c{county}_" if county else ""
+    top = str(371399 - county)
     t = _tables()
     counts: dict[str, int] = {}
     categories = {key: cid for cid, key in conn.execute(text("SELECT id, key FROM categories"))}
@@ -185,18 +191,19 @@ def seed(conn: Connection, sizes: Sizes, *, now: datetime | None = None,
     # Regions: the county, its towns, their villages.
     region_rows: list[tuple[Any, ...]] = []
     names: dict[int, str] = {}
-    county_id = 1
-    region_rows.append((county_id, "371399", "清源县", None, "/1/", 0))
+    county_id = b + 1
+    region_rows.append((county_id, top, "清源县", None, f"/{county_id}/", 0))
     names[county_id] = "清源县"
     town_ids: list[int] = []
     village_ids: list[int] = []
     town_of: dict[int, int] = {}
-    next_id = 2
+    next_id = b + 2
     for ti in range(sizes.towns):
         tid = next_id
         next_id += 1
         tname = TOWN_NAMES[ti % len(TOWN_NAMES)] + ("" if ti < len(TOWN_NAMES) else str(ti))
-        region_rows.append((tid, f"371399{101 + ti:03d}", tname, county_id, f"/1/{tid}/", 1))
+        region_rows.append((tid, f"{top}{101 + ti:03d}", tname, county_id,
+                            f"/{county_id}/{tid}/", 1))
         names[tid] = tname
         town_ids.append(tid)
     for ti, tid in enumerate(town_ids):
@@ -207,8 +214,8 @@ def seed(conn: Connection, sizes: Sizes, *, now: datetime | None = None,
                 (ti + vi * 3) % len(VILLAGE_SUFFIX)]
             if vi >= len(VILLAGE_SUFFIX):
                 vname = vname[:-1] + "一二三四五六七八九"[vi % 9] + "村"
-            region_rows.append((vid, f"371399{101 + ti:03d}{vi + 1:03d}", vname, tid,
-                                f"/1/{tid}/{vid}/", 2))
+            region_rows.append((vid, f"{top}{101 + ti:03d}{vi + 1:03d}", vname, tid,
+                                f"/{county_id}/{tid}/{vid}/", 2))
             names[vid] = vname
             village_ids.append(vid)
             town_of[vid] = tid
@@ -221,20 +228,21 @@ def seed(conn: Connection, sizes: Sizes, *, now: datetime | None = None,
     users: dict[str, int] = {}
 
     def add_user(username: str, display: str, grants: list[tuple[str, int]]) -> int:
-        uid = len(user_rows) + 1
+        uid = b + len(user_rows) + 1
+        username = who + username
         user_rows.append((uid, username, display, password_hash, True, None,
                           now - timedelta(days=400), None))
         for role, region_id in grants:
-            grant_rows.append((len(grant_rows) + 1, uid, role, region_id))
+            grant_rows.append((b + len(grant_rows) + 1, uid, role, region_id))
         users[username] = uid
         return uid
 
     add_user("admin", "系统管理员", [("admin", county_id)])
-    add_user("county_editor", "县融媒体中心编辑", [("editor", county_id)])
-    add_user("county_reviewer", "县融媒体中心审核", [("reviewer", county_id)])
+    editors_of: dict[int, int] = {
+        county_id: add_user("county_editor", "县融媒体中心编辑", [("editor", county_id)])}
+    reviewers_of: dict[int, int] = {
+        county_id: add_user("county_reviewer", "县融媒体中心审核", [("reviewer", county_id)])}
     add_user("county_alert", "县应急管理局值班员", [("alert", county_id)])
-    editors_of: dict[int, int] = {county_id: users["county_editor"]}
-    reviewers_of: dict[int, int] = {county_id: users["county_reviewer"]}
     for ti, tid in enumerate(town_ids):
         editors_of[tid] = add_user(f"town{ti + 1:02d}_editor", f"{names[tid]}编辑",
                                    [("editor", tid)])
@@ -254,8 +262,8 @@ def seed(conn: Connection, sizes: Sizes, *, now: datetime | None = None,
     refs: list[tuple[int, int | None, int | None]] = []  # notice id, live, pending
     live_by_region: dict[int, list[str]] = {}
     public_notices: list[tuple[int, datetime, datetime]] = []  # id, live from, live until
-    rev_id = 0
-    for nid in range(1, sizes.notices + 1):
+    rev_id = b
+    for nid in range(b + 1, b + sizes.notices + 1):
         # Denser towards now: a county posts more each year.
         age = sizes.notice_days * (1 - rng.random() ** 0.8)
         created = now - timedelta(days=age, seconds=rng.randrange(86400))
@@ -274,7 +282,7 @@ def seed(conn: Connection, sizes: Sizes, *, now: datetime | None = None,
         scope = targets[0]
         author = editors_of.get(scope) or editors_of[town_of.get(scope, county_id)]
         reviewer = reviewers_of.get(scope) or reviewers_of.get(town_of.get(scope, county_id),
-                                                               users["county_reviewer"])
+                                                               reviewers_of[county_id])
         cat = rng.choice(cat_keys)
         when = created + timedelta(days=rng.randint(0, 3))
         place = names[scope]
@@ -388,7 +396,7 @@ def seed(conn: Connection, sizes: Sizes, *, now: datetime | None = None,
     screen_meta: list[tuple[int, datetime, datetime | None, datetime | None, float]] = []
     per_village = max(sizes.screens // max(len(village_ids), 1), 1)
     screen_ids: list[int] = []
-    sid = 0
+    sid = b
     today = now.replace(tzinfo=UTC).astimezone(TZ).date()
     for vi, vid in enumerate(village_ids):
         extra = 1 if vi < sizes.screens - per_village * len(village_ids) else 0
@@ -396,7 +404,7 @@ def seed(conn: Connection, sizes: Sizes, *, now: datetime | None = None,
         showable = [c for r in chain for c in live_by_region.get(r, [])]
         for n in range(per_village + extra):
             sid += 1
-            if sid > sizes.screens:
+            if sid > b + sizes.screens:
                 break
             roll = rng.random()
             created = now - timedelta(days=rng.randint(40, 700))
@@ -429,7 +437,7 @@ def seed(conn: Connection, sizes: Sizes, *, now: datetime | None = None,
                          "version": "0.1.0", "uptime_s": rng.randint(60, 900_000)}
             spot = SCREEN_SPOTS[n % len(SCREEN_SPOTS)] + ("" if n < len(SCREEN_SPOTS)
                                                           else str(n // len(SCREEN_SPOTS) + 1))
-            token_hash = hashlib.sha256(f"bench-screen-{sid}".encode()).hexdigest()
+            token_hash = hashlib.sha256(f"bench-screen-{sid}".encode()).hexdigest()  # unique
             screen_rows.append((
                 sid, f"S{sid:07d}", names[vid] + spot, vid, token_hash, token_hash[:8], revoked,
                 1920, 1080, "landscape", created, last_seen,
@@ -476,11 +484,11 @@ def seed(conn: Connection, sizes: Sizes, *, now: datetime | None = None,
                     rng.choice(("answered", "answered", "hidden"))
                 answered = status == "answered"
                 feedback_rows.append((
-                    len(feedback_rows) + 1, nid, at, rng.choice(("", "王大爷", "李女士")),
+                    b + len(feedback_rows) + 1, nid, at, rng.choice(("", "王大爷", "李女士")),
                     "", rng.choice(FEEDBACK_BODIES), None,
                     hashlib.sha256(str(rng.random()).encode()).hexdigest(), status,
                     "已核实，详见村务公开栏。" if answered else "",
-                    users["county_editor"] if answered else None,
+                    editors_of[county_id] if answered else None,
                     at + timedelta(days=1) if answered else None,
                 ))
     _write(conn, t["feedback"], ["id", "notice_id", "created_at", "name", "contact", "body",
@@ -490,11 +498,12 @@ def seed(conn: Connection, sizes: Sizes, *, now: datetime | None = None,
     def scans() -> Iterable[tuple[Any, ...]]:
         if not public_notices:
             return
-        for i in range(1, sizes.scans + 1):
+        for i in range(b + 1, b + sizes.scans + 1):
             nid, start, end = public_notices[int(len(public_notices) * rng.random() ** 0.5)]
             at = start + (end - start) * rng.random()
             kind = rng.choices(("view", "app_open", "app_download"), (90, 7, 3))[0]
-            code = f"S{rng.randint(1, max(sizes.screens, 1)):07d}" if rng.random() < 0.8 else None
+            code = f"S{b + rng.randint(1, max(sizes.screens, 1)):07d}" \
+                if rng.random() < 0.8 else None
             yield (i, nid, kind, code, at)
 
     _write(conn, t["scan_events"], ["id", "notice_id", "kind", "screen_code", "at"], scans(),
@@ -503,9 +512,9 @@ def seed(conn: Connection, sizes: Sizes, *, now: datetime | None = None,
     code_to_id = {row[1]: row[0] for row in notice_rows}
 
     def plays() -> Iterable[tuple[Any, ...]]:
-        pid = 0
+        pid = b
         for screen_id, _created, _revoked, _seen, _rel in screen_meta[: sizes.play_screens]:
-            row = screen_rows[screen_id - 1]
+            row = screen_rows[screen_id - b - 1]
             vid = row[3]
             chain = [county_id, town_of[vid], vid]
             codes = [c for r in chain for c in live_by_region.get(r, [])][:6]
@@ -520,7 +529,7 @@ def seed(conn: Connection, sizes: Sizes, *, now: datetime | None = None,
            plays(), counts)
 
     jpeg = _tiny_jpeg()
-    shots = [(i + 1, screen_ids[(i * 97) % len(screen_ids)], f"bench-shot-{i}",
+    shots = [(b + i + 1, screen_ids[(i * 97) % len(screen_ids)], f"bench-shot-{b + i}",
               now - timedelta(hours=i), None, now - timedelta(hours=i) + timedelta(seconds=3),
               None, 320, 180, jpeg) for i in range(min(sizes.screenshots, len(screen_ids)))]
     _write(conn, t["screenshots"], ["id", "screen_id", "request", "requested_at",

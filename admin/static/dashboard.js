@@ -84,8 +84,10 @@
   var more = document.getElementById("more-offline");
   if (more) {
     more.addEventListener("click", function (event) {
+      var hidden = document.querySelectorAll("tr.more-offline");
+      if (!hidden.length) { return; } // only the first rows were sent: load the whole list
       event.preventDefault();
-      document.querySelectorAll("tr.more-offline").forEach(function (row) { row.hidden = false; });
+      hidden.forEach(function (row) { row.hidden = false; });
       more.parentNode.hidden = true;
     });
   }

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from flask_babel import gettext as _
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import selectinload
 
 from server.extensions import db
 from server.models import Feedback, Notice, User
@@ -105,19 +106,27 @@ def counts_for(notice: Notice) -> dict[str, int]:
     return {status: count for status, count in rows}
 
 
+def _answerable(actor: User, status: str | None) -> Select[tuple[Feedback]]:
+    stmt = select(Feedback).join(Notice, Notice.id == Feedback.notice_id).where(
+        notices.answerable(actor))
+    return stmt.where(Feedback.status == status) if status else stmt
+
+
 def inbox(actor: User, status: str | None = "open") -> list[Feedback]:
-    """Questions on notices the actor may answer, oldest unanswered first."""
-    stmt = (
-        select(Feedback)
-        .join(Notice, Notice.id == Feedback.notice_id)
-        .where(Notice.id.in_(notices.visible_query(actor).with_only_columns(Notice.id)))
-        .order_by(Feedback.created_at.desc() if status != "open" else Feedback.created_at)
+    """Questions on notices the actor may answer, oldest unanswered first (at most 500)."""
+    stmt = _answerable(actor, status).order_by(
+        Feedback.created_at.desc() if status != "open" else Feedback.created_at)
+    stmt = stmt.options(
+        selectinload(Feedback.notice).selectinload(Notice.pending_revision),
+        selectinload(Feedback.notice).selectinload(Notice.live_revision),
     )
-    if status:
-        stmt = stmt.where(Feedback.status == status)
-    return [
-        f for f in db.session.scalars(stmt.limit(500)) if notices.can(actor, "answer", f.notice)
-    ]
+    return list(db.session.scalars(stmt.limit(500)))
+
+
+def count(actor: User, status: str | None = "open") -> int:
+    """How many questions `inbox` would list (one COUNT, no limit)."""
+    stmt = _answerable(actor, status).with_only_columns(func.count(Feedback.id))
+    return db.session.scalar(stmt) or 0
 
 
 def answer(actor: User, item: Feedback, text: str) -> Feedback:

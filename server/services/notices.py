@@ -11,13 +11,13 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import Select, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select, true
 from sqlalchemy import update as sql_update
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, selectinload
 
 from server import signals
 from server.extensions import db
@@ -77,30 +77,112 @@ def get_by_code(code: str) -> Notice | None:
     return db.session.scalar(select(Notice).where(Notice.code == code))
 
 
+def _region_ids(roots: Sequence[Region], *, ancestors: bool) -> set[int] | None:
+    """Ids of the regions in the subtrees of `roots` (and, when asked, the regions above
+    them); None when that is every region there is (a county-wide user), so that callers can
+    leave the condition out instead of testing 100,000 notices against it."""
+    if not roots:
+        return set()
+    ids = set(db.session.scalars(
+        select(Region.id).where(or_(*[Region.path.startswith(r.path) for r in roots]))
+    ))
+    if ancestors:
+        for root in roots:
+            ids.update(int(x) for x in root.path.strip("/").split("/") if x)
+    total = db.session.scalar(select(db.func.count(Region.id))) or 0
+    return None if len(ids) >= total else ids
+
+
+def _aimed_at(revision_id: ColumnElement[int | None], region_ids: set[int] | None
+              ) -> ColumnElement[bool]:
+    """The revision has a target among `region_ids` (None: any target)."""
+    hit = select(revision_targets.c.revision_id).where(
+        revision_targets.c.revision_id == revision_id)
+    if region_ids is not None:
+        hit = hit.where(revision_targets.c.region_id.in_(region_ids))
+    return hit.exists()
+
+
+def _all_inside(revision_id: ColumnElement[int | None], region_ids: set[int] | None
+                ) -> ColumnElement[bool]:
+    """Every target of the revision is among `region_ids` (None: every region), and it has
+    one: `permissions.covers` for a revision, in SQL."""
+    if region_ids is None:
+        return _aimed_at(revision_id, None)
+    outside = select(revision_targets.c.revision_id).where(
+        revision_targets.c.revision_id == revision_id,
+        revision_targets.c.region_id.not_in(region_ids) if region_ids else true(),
+    )
+    return and_(_aimed_at(revision_id, None), ~outside.exists())
+
+
 def visible_query(user: User) -> Select[tuple[Notice]]:
     """Notices `user` may see in the admin: any target inside one of their subtrees, or a
-    target above their region (county-wide notices are visible to town editors)."""
+    target above their region (county-wide notices are visible to town editors).
+
+    The region ids are worked out first (a county has hundreds of regions, not 100,000), so
+    the check per notice is an index probe; a user who sees every region gets no condition
+    at all (every notice has a target)."""
     roots = [g.region for g in user.grants]
     if not roots or not user.is_active:
-        return select(Notice).where(False)
-    conds = []
-    for root in roots:
-        conds.append(Region.path.startswith(root.path))
-        ancestor_ids = [int(x) for x in root.path.strip("/").split("/") if x]
-        conds.append(Region.id.in_(ancestor_ids))
-    current_rev = db.func.coalesce(Notice.pending_revision_id, Notice.live_revision_id)
-    matching = (
-        select(revision_targets.c.revision_id)
-        .join(Region, Region.id == revision_targets.c.region_id)
-        .where(or_(*conds))
-    )
+        return select(Notice).where(false())
+    region_ids = _region_ids(roots, ancestors=True)
+    if region_ids is None:
+        return select(Notice)
     return select(Notice).where(
         or_(
-            current_rev.in_(matching),
-            Notice.live_revision_id.in_(matching),
+            _aimed_at(Notice.pending_revision_id, region_ids),
+            _aimed_at(Notice.live_revision_id, region_ids),
             Notice.created_by_id == user.id,
         )
     )
+
+
+def _with_revisions(stmt: Select[tuple[Notice]]) -> Select[tuple[Notice]]:
+    """Load each notice's live and pending revision (with their category, targets and
+    pictures) in a few statements for the whole page, not a few per notice."""
+    return stmt.options(selectinload(Notice.pending_revision), selectinload(Notice.live_revision))
+
+
+def _filtered(
+    user: User,
+    *,
+    status: str | None = None,
+    category: str | None = None,
+    region: Region | None = None,
+    q: str | None = None,
+    created_by: User | None = None,
+) -> Select[tuple[Notice]]:
+    stmt = visible_query(user)
+    current_rev = db.func.coalesce(Notice.pending_revision_id, Notice.live_revision_id)
+    if status == "pending_review":
+        pending = aliased(Revision)
+        stmt = stmt.join(pending, pending.id == Notice.pending_revision_id).where(
+            pending.state == RevisionState.SUBMITTED
+        )
+    elif status:
+        stmt = stmt.where(Notice.status == status)
+    if created_by is not None:
+        stmt = stmt.where(Notice.created_by_id == created_by.id)
+    if category or q:
+        current = aliased(Revision)
+        stmt = stmt.join(current, current.id == current_rev)
+        if category:
+            stmt = stmt.where(current.category_id.in_(
+                select(Category.id).where(Category.key == category).scalar_subquery()))
+        if q:
+            like = f"%{q.strip()}%"
+            stmt = stmt.where(or_(current.title.ilike(like), Notice.code == q.strip()))
+    if region is not None:
+        region_ids = _region_ids([region], ancestors=False)
+        stmt = stmt.where(_aimed_at(current_rev, region_ids))
+    return stmt
+
+
+def count_notices(user: User, **filters: Any) -> int:
+    """How many notices `list_notices` would list with these filters (one COUNT)."""
+    stmt = _filtered(user, **filters).with_only_columns(db.func.count(Notice.id))
+    return db.session.scalar(stmt) or 0
 
 
 def list_notices(
@@ -114,50 +196,58 @@ def list_notices(
     per_page: int = 30,
 ) -> tuple[list[Notice], int]:
     """A page of notices visible to `user`, newest change first, and the total count."""
-    stmt = visible_query(user)
-    current_rev = db.func.coalesce(Notice.pending_revision_id, Notice.live_revision_id)
-    if status == "pending_review":
-        pending = aliased(Revision)
-        stmt = stmt.join(pending, pending.id == Notice.pending_revision_id).where(
-            pending.state == RevisionState.SUBMITTED
-        )
-    elif status:
-        stmt = stmt.where(Notice.status == status)
-    if category or q:
-        current = aliased(Revision)
-        stmt = stmt.join(current, current.id == current_rev)
-        if category:
-            stmt = stmt.join(Category, Category.id == current.category_id).where(
-                Category.key == category
-            )
-        if q:
-            like = f"%{q.strip()}%"
-            stmt = stmt.where(or_(current.title.ilike(like), Notice.code == q.strip()))
-    if region is not None:
-        in_region = (
-            select(revision_targets.c.revision_id)
-            .join(Region, Region.id == revision_targets.c.region_id)
-            .where(Region.path.startswith(region.path))
-        )
-        stmt = stmt.where(current_rev.in_(in_region))
-    total = db.session.scalar(select(db.func.count()).select_from(stmt.subquery())) or 0
+    stmt = _filtered(user, status=status, category=category, region=region, q=q)
+    total = db.session.scalar(stmt.with_only_columns(db.func.count(Notice.id))) or 0
     rows = db.session.scalars(
-        stmt.order_by(Notice.updated_at.desc(), Notice.id.desc())
+        _with_revisions(stmt)
+        .order_by(Notice.updated_at.desc(), Notice.id.desc())
         .limit(per_page)
         .offset((max(page, 1) - 1) * per_page)
     ).all()
     return list(rows), total
 
 
-def review_queue(user: User) -> list[Notice]:
-    """Submitted revisions that `user` may approve (not their own submissions)."""
-    stmt = (
+def _reviewable(user: User) -> Select[tuple[Notice]]:
+    """Submitted revisions that `user` may approve (`can(user, "approve", …)`, in SQL): every
+    target inside a subtree where the user reviews, and not their own submission."""
+    roots = permissions.grant_roots(user, Role.REVIEWER)
+    region_ids = _region_ids(roots, ancestors=False) if roots else set()
+    return (
         visible_query(user)
         .join(Revision, Revision.id == Notice.pending_revision_id)
-        .where(Revision.state == RevisionState.SUBMITTED)
-        .order_by(Revision.submitted_at)
+        .where(
+            Revision.state == RevisionState.SUBMITTED,
+            or_(Revision.submitted_by_id.is_(None), Revision.submitted_by_id != user.id),
+            _all_inside(Notice.pending_revision_id, region_ids) if roots else false(),
+        )
     )
-    return [n for n in db.session.scalars(stmt) if can(user, "approve", n)]
+
+
+def review_queue(user: User, limit: int | None = None, offset: int = 0) -> list[Notice]:
+    """Submitted revisions that `user` may approve (not their own submissions), oldest
+    submission first; `limit` of them from `offset` (all when None)."""
+    stmt = _with_revisions(_reviewable(user)).options(
+        selectinload(Notice.pending_revision).selectinload(Revision.submitted_by)
+    ).order_by(Revision.submitted_at, Notice.id)
+    if limit is not None:
+        stmt = stmt.limit(limit).offset(offset)
+    return list(db.session.scalars(stmt))
+
+
+def review_count(user: User) -> int:
+    """How many notices wait for `user`'s review (one COUNT)."""
+    stmt = _reviewable(user).with_only_columns(db.func.count(Notice.id))
+    return db.session.scalar(stmt) or 0
+
+
+def answerable(user: User) -> ColumnElement[bool]:
+    """Notices whose questions `user` may answer (`can(user, "answer", …)`, in SQL): every
+    target of the current revision inside a subtree where the user edits."""
+    roots = permissions.grant_roots(user, Role.EDITOR)
+    if not roots or not user.is_active:
+        return false()
+    current_rev = db.func.coalesce(Notice.pending_revision_id, Notice.live_revision_id)
+    return _all_inside(current_rev, _region_ids(roots, ancestors=False))
 
 
 def can(user: User, action: str, notice: Notice) -> bool:

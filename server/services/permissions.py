@@ -25,6 +25,12 @@ def _grant_roots(user: User, role: Role) -> list[Region]:
     return [g.region for g in user.grants if g.role in (role, Role.ADMIN)]
 
 
+def grant_roots(user: User, role: Role) -> list[Region]:
+    """The tops of the subtrees where `user` may act as `role` (ADMIN counts, except for
+    alerts): what `covers` checks against, for services that check in SQL."""
+    return _grant_roots(user, role)
+
+
 def covers(user: User, role: Role, regions: Iterable[Region]) -> bool:
     """True when every region lies inside a subtree where `user` holds `role` (or ADMIN)."""
     if not user.is_active:

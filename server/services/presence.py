@@ -14,13 +14,14 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import selectinload
 
 from player import protocol
 from server import signals
 from server.extensions import db
-from server.models import Alert, Notice, Region, Role, Screen, ScreenDay, User
+from server.models import Alert, Notice, Region, Revision, Role, Screen, ScreenDay, User
 from server.models.base import utcnow
 from server.services import revisions
 from server.services import screens as screen_service
@@ -221,51 +222,115 @@ class BootRate:
         return Rate(sum(r.seen for r in rates), sum(r.existing for r in rates))
 
 
-def _group_id(screen: Screen, depth: int) -> int:
-    chain = revisions.chain_ids(screen.region)
+def _group_of(path: str, depth: int) -> int:
+    """The id of the region at `depth` on the way down to the region with `path` (the region
+    itself when it is shallower)."""
+    chain = [int(x) for x in path.strip("/").split("/") if x]
     return chain[min(depth, len(chain) - 1)]
+
+
+# Screens seen on a finished day, per region (the screens' own region, not the subtree):
+# ScreenDay rows of a day that has ended never change, so each process counts them once per
+# database instead of on every dashboard view (30 days × 10,000 screens is 300,000 rows).
+# Today and yesterday are always counted afresh (a heartbeat at 23:59 may commit after
+# midnight). A screen moved to another village keeps its finished days where they were
+# counted until the process restarts.
+_SEEN_CACHE: dict[tuple[str, date], dict[int, int]] = {}
+_SEEN_CACHE_DAYS = 62  # finished days kept per database
+
+
+def _seen_per_region(days: Sequence[date], roots: Sequence[Region]) -> dict[date, dict[int, int]]:
+    """Per day: region id → screens of that region seen online that day."""
+    settled_before = local_day(utcnow()) - timedelta(days=1)
+    database = db.engine.url.render_as_string(hide_password=True)
+    out: dict[date, dict[int, int]] = {}
+    missing = []
+    for day in days:
+        cached = _SEEN_CACHE.get((database, day)) if day < settled_before else None
+        if cached is None:
+            missing.append(day)
+        else:
+            out[day] = cached
+    if not missing:
+        return out
+    settled = [d for d in missing if d < settled_before]
+    stmt = (
+        select(Screen.region_id, ScreenDay.day, func.count())
+        .join(Screen, Screen.id == ScreenDay.screen_id)
+        .where(ScreenDay.day >= min(missing), ScreenDay.day <= max(missing))
+        .group_by(Screen.region_id, ScreenDay.day)
+    )
+    if not settled:  # only today and yesterday: this user's screens are enough
+        stmt = stmt.join(Region, Region.id == Screen.region_id).where(_under(roots))
+    for day in missing:
+        out[day] = {}
+    for region_id, day, n in db.session.execute(stmt):
+        if day in out:
+            out[day][region_id] = int(n)
+    for day in settled:
+        _SEEN_CACHE[(database, day)] = out[day]
+    if len(_SEEN_CACHE) > _SEEN_CACHE_DAYS * 4:
+        for key in sorted(_SEEN_CACHE, key=lambda k: k[1])[: len(_SEEN_CACHE) // 2]:
+            _SEEN_CACHE.pop(key, None)
+    return out
 
 
 def boot_rate(roots: Sequence[Region], *, days: int = BOOT_RATE_DAYS,
               today: date | None = None) -> BootRate:
     """Per day (the last `days` local days up to `today`) and per group below `roots`: screens
-    seen online that day (ScreenDay) / screens in use that day (`existed`)."""
+    seen online that day (ScreenDay) / screens in use that day (`existed`).
+
+    Counted in SQL per region and folded into groups here: a handful of statements and a few
+    thousand rows at most, however many screens and days (a screen is only ever seen while
+    it is in use, so a ScreenDay row always falls on a day the screen existed)."""
     today = today or local_day(utcnow())
     span = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
     if not roots:
         return BootRate(days=span, groups=[], totals={d: Rate(0, 0) for d in span})
     depth = min(r.depth for r in roots) + 1
-    screens = screens_under(roots, revoked=True)
-    seen_rows = db.session.execute(
-        select(ScreenDay.screen_id, ScreenDay.day)
-        .join(Screen, Screen.id == ScreenDay.screen_id)
-        .join(Region, Region.id == Screen.region_id)
-        .where(_under(roots), ScreenDay.day >= span[0], ScreenDay.day <= span[-1])
-    ).all()
-    seen_on: dict[date, set[int]] = defaultdict(set)
-    for screen_id, day in seen_rows:
-        seen_on[day].add(screen_id)
-    group_of = {s.id: _group_id(s, depth) for s in screens}
-    groups = {g.id: g for g in db.session.scalars(
-        select(Region).where(Region.id.in_(set(group_of.values())))
-    )} if group_of else {}
-    result = BootRate(days=span, groups=sorted(groups.values(), key=lambda r: r.path))
     bounds = {d: day_bounds(d) for d in span}
+    first_start, last_end = bounds[span[0]][0], bounds[span[-1]][1]
+    paths = dict(db.session.execute(
+        select(Region.id, Region.path).where(_under(roots))).all())
+    group_of = {rid: _group_of(path, depth) for rid, path in paths.items()}
+    in_scope = Screen.region_id.in_(select(Region.id).where(_under(roots)))
+    # Screens in use on every day of the span, counted per region; the few added or revoked
+    # during the span one by one.
+    stable = dict(db.session.execute(
+        select(Screen.region_id, func.count())
+        .where(in_scope, Screen.created_at < first_start,
+               or_(Screen.revoked_at.is_(None), Screen.revoked_at >= last_end))
+        .group_by(Screen.region_id)).all())
+    changing = db.session.execute(
+        select(Screen.region_id, Screen.created_at, Screen.revoked_at)
+        .where(in_scope, Screen.created_at < last_end,
+               or_(Screen.revoked_at.is_(None), Screen.revoked_at >= first_start),
+               or_(Screen.created_at >= first_start, Screen.revoked_at < last_end))
+    ).all()
+    used_groups = {group_of[r] for r in stable} | {group_of[r] for r, _c, _v in changing}
+    seen = _seen_per_region(span, roots)
+    for per_region in seen.values():
+        used_groups.update(group_of[r] for r, n in per_region.items() if n and r in group_of)
+    groups = {g.id: g for g in db.session.scalars(
+        select(Region).where(Region.id.in_(used_groups)))} if used_groups else {}
+    result = BootRate(days=span, groups=sorted(groups.values(), key=lambda r: r.path))
+    stable_n: dict[int, int] = defaultdict(int)
+    for region_id, n in stable.items():
+        stable_n[group_of[region_id]] += n
     for day in span:
         start, end = bounds[day]
+        existing_n = defaultdict(int, stable_n)
+        for region_id, created_at, revoked_at in changing:
+            if created_at < end and (revoked_at is None or revoked_at >= start):
+                existing_n[group_of[region_id]] += 1
         seen_n: dict[int, int] = defaultdict(int)
-        existing_n: dict[int, int] = defaultdict(int)
-        for screen in screens:
-            if screen.created_at >= end or (screen.revoked_at is not None
-                                            and screen.revoked_at < start):
-                continue
-            group = group_of[screen.id]
-            existing_n[group] += 1
-            if screen.id in seen_on[day]:
-                seen_n[group] += 1
+        for region_id, n in seen[day].items():
+            if region_id in group_of:
+                seen_n[group_of[region_id]] += n
         for group in groups:
             result.cells[(group, day)] = Rate(seen_n[group], existing_n[group])
-        result.totals[day] = Rate(sum(seen_n.values()), sum(existing_n.values()))
+        result.totals[day] = Rate(sum(seen_n[g] for g in groups),
+                                  sum(existing_n[g] for g in groups))
     return result
 
 
@@ -291,7 +356,10 @@ def showing(screens: Sequence[Screen]) -> dict[int, Showing]:
     notice_codes = {c for c in notice_codes if isinstance(c, str)}
     alert_codes = {c for c in alert_codes if isinstance(c, str)}
     notices_by = {n.code: n for n in db.session.scalars(
-        select(Notice).where(Notice.code.in_(notice_codes)))} if notice_codes else {}
+        select(Notice).where(Notice.code.in_(notice_codes)).options(
+            selectinload(Notice.pending_revision).lazyload(Revision.targets),
+            selectinload(Notice.live_revision).lazyload(Revision.targets),
+        ))} if notice_codes else {}
     alerts_by = {a.code: a for a in db.session.scalars(
         select(Alert).where(Alert.code.in_(alert_codes)))} if alert_codes else {}
     out: dict[int, Showing] = {}
