@@ -109,6 +109,12 @@ class _Connections(Collector):
     (the alert dispatcher registers each authenticated one) and the namespaces' connections
     (python-socketio's manager keeps every connection in its namespace's `None` room)."""
 
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The names, without reading anything (registering must not import the dispatcher,
+        which imports this module)."""
+        yield GaugeMetricFamily("cunping_screens_connected", "", labels=["state"])
+        yield GaugeMetricFamily("cunping_socketio_connections", "", labels=["namespace"])
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from server.extensions import socketio
         from server.realtime.alert_dispatch import dispatcher
