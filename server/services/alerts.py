@@ -469,29 +469,39 @@ def cancel(actor: User, alert: Alert, reason: str = "") -> Alert:
 
 def expire_due(now: datetime | None = None) -> list[int]:
     """Mark alerts past their expiry EXPIRED (the scheduler's tick). Players drop an expired
-    alert by themselves at `expires_at`; this keeps the admin and the counts right."""
+    alert by themselves at `expires_at`; this keeps the admin and the counts right. Safe from
+    several processes at once: each alert is a compare-and-set on its status, so one process
+    expires it (one audit entry, one signal). Returns the ids this call expired; commits."""
     now = now or utcnow()
+    live = (AlertStatus.ACTIVE, AlertStatus.PENDING)
     due = list(
         db.session.scalars(
-            select(Alert).where(
-                Alert.status.in_((AlertStatus.ACTIVE, AlertStatus.PENDING)),
-                Alert.expires_at <= now,
-            )
+            select(Alert).where(Alert.status.in_(live), Alert.expires_at <= now)
         )
     )
-    if not due:
-        return []
+    won: list[Alert] = []
     for alert in due:
         was = alert.status
-        alert.status = AlertStatus.EXPIRED
-        alert.ended_at = alert.updated_at = now
+        taken = db.session.execute(
+            sql_update(Alert)
+            .where(Alert.id == alert.id, Alert.status.in_(live))
+            .values(status=AlertStatus.EXPIRED, ended_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        if not taken:  # another process expired (or someone cancelled) it meanwhile
+            continue
         audit.record(None, "alert", alert.id, "expire", from_state=was.value,
                      to_state="expired")
+        won.append(alert)
+    if not won:
+        db.session.commit()
+        return []
     revisions.next_value(COUNTER)
     db.session.commit()
-    for alert in due:
+    for alert in won:
+        db.session.refresh(alert)
         _changed(alert, [r.id for r in alert.targets], "expire")
-    return [a.id for a in due]
+    return [a.id for a in won]
 
 
 # --- delivery ------------------------------------------------------------------------------
