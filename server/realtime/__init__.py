@@ -1,8 +1,21 @@
 """The realtime channel: Socket.IO for the screens' players (namespace protocol.NAMESPACE).
 
 `init_app` binds `extensions.socketio` to the app: gevent when the process was monkey-patched
-(`cunping serve`), threads otherwise (tests, the Flask dev server); a message queue when
-SOCKETIO_MESSAGE_QUEUE (or REDIS_URL) is set, so several server processes reach every screen.
+(`cunping serve`, gunicorn's gevent worker), threads otherwise (tests, the Flask dev server); a
+message queue when SOCKETIO_MESSAGE_QUEUE (or REDIS_URL) is set, so several server processes
+reach every screen.
+
+With the queue, an emit to a room anywhere — a server process's API call or scheduler, or a
+`cunping` command with no server at all (`cunping tick`, `cunping screen revoke`) — is
+published to Redis and every server process sends it to its own connections in that room.
+Disconnecting a connection held by another process goes the same way (push._disconnect). What
+stays per process: the rooms (each process knows only its own connections') and the alert
+dispatcher's peers (each process delivers alerts to the screens connected to it and learns of
+alerts issued elsewhere from the "alerts" counter in the database). Replies to the connection of
+the event being handled skip the queue (player_namespace._reply).
+
+SOCKETIO_CHANNEL names the Redis channel (default "cunping"): two deployments sharing one Redis
+need different channels.
 """
 
 from __future__ import annotations
@@ -71,4 +84,7 @@ def init_app(app: Flask) -> None:
     }
     if queue:
         options["message_queue"] = queue
+        options["channel"] = (
+            app.config.get("SOCKETIO_CHANNEL") or os.environ.get("SOCKETIO_CHANNEL") or "cunping"
+        )
     socketio.init_app(app, **options)

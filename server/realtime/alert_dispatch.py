@@ -197,6 +197,9 @@ class AlertDispatcher:
                 to=sid,
                 namespace=protocol.NAMESPACE,
                 callback=self._callback(sid, peer.screen_id, fp),
+                # Every peer is a connection of this process: straight to it, not through the
+                # message queue (10,000 sends an alert would otherwise make every process read).
+                ignore_queue=True,
             )
         # Let the connections' writers send before the database work (under gevent they run
         # only when this greenlet yields).

@@ -64,6 +64,13 @@ def client_ip() -> str | None:
     return request.remote_addr
 
 
+def _reply(event: str, data: dict[str, Any]) -> None:
+    """Send to the connection of this event, which this process holds: straight to it, not
+    through the message queue (where every other server process would decode it for nothing,
+    10,000 snapshots in a reconnect storm)."""
+    emit(event, data, ignore_queue=True)
+
+
 def _too_big(data: Any, limit: int) -> bool:
     try:
         return len(json.dumps(data)) > limit
@@ -92,7 +99,7 @@ class PlayerNamespace(Namespace):
         return screen
 
     def _send_snapshot(self, screen: Screen) -> None:
-        emit(protocol.SNAPSHOT, playlist.snapshot(screen).as_payload())
+        _reply(protocol.SNAPSHOT, playlist.snapshot(screen).as_payload())
 
     # --- events ---
 
@@ -123,9 +130,9 @@ class PlayerNamespace(Namespace):
         dispatcher.register(sid, screen.id, revisions.chain_ids(screen.region))
         # Rooms first, then the snapshot: a change committed meanwhile is in one or the other.
         snap = playlist.snapshot(screen)
-        emit(protocol.WELCOME, welcome(screen, snap.revision))
+        _reply(protocol.WELCOME, welcome(screen, snap.revision))
         if auth.get("revision") != snap.revision or auth.get("digest") != snap.digest:
-            emit(protocol.SNAPSHOT, snap.as_payload())
+            _reply(protocol.SNAPSHOT, snap.as_payload())
 
     def _pair(self, auth: dict[str, Any]) -> None:
         try:
@@ -136,9 +143,9 @@ class PlayerNamespace(Namespace):
             raise ConnectionRefusedError(exc.message) from None
         join_room(f"pair:{req.secret_hash}")
         if req.screen_id is not None and req.token:
-            emit(protocol.PAIRED, {"token": req.token})
+            _reply(protocol.PAIRED, {"token": req.token})
         else:
-            emit(protocol.PAIRING, {"code": req.code, "expires_at": _iso(req.expires_at)})
+            _reply(protocol.PAIRING, {"code": req.code, "expires_at": _iso(req.expires_at)})
 
     def on_sync(self, data: Any = None) -> dict[str, Any]:
         """The player's periodic check: {"revision", "digest"} → ack current, or a snapshot."""

@@ -109,6 +109,10 @@ def on_screen_paired(sender: Flask, request_id: int, **kwargs: Any) -> None:
 
 
 def _disconnect(screen_id: int, sid: str | None) -> None:
+    """Close the screen's connections: `sid` (the one the database knows) and any of its
+    connections in this process's "screen:" room. `sid` may live in another server process:
+    with a message queue, python-socketio publishes the disconnect of a connection it does not
+    hold, and the process that holds it closes it."""
     sids = {sid} if sid else set()
     server = socketio.server
     if server is None:
@@ -128,8 +132,9 @@ def on_screen_changed(
     message: str = "",
     **kwargs: Any,
 ) -> None:
-    """Revoked: tell the player and close its connection. Moved: swap its rooms on the live
-    connection and send it its new region's snapshot."""
+    """Revoked: tell the player and close its connection (in whichever process holds it).
+    Moved: swap its rooms on the live connection and send it its new region's snapshot, when
+    this process holds the connection; otherwise close it, and the player reconnects."""
     if reason == "revoked":
         # The editor's reason, shown on the screen (say, "moved to the new service hall").
         _emit(protocol.REVOKED, {"reason": message or "revoked"}, [f"screen:{screen_id}"])
@@ -138,6 +143,12 @@ def on_screen_changed(
     screen = db.session.get(Screen, screen_id)
     server = socketio.server
     if reason != "moved" or screen is None or not sid or server is None:
+        return
+    if not server.manager.is_connected(sid, protocol.NAMESPACE):
+        # The connection lives in another server process, with its rooms and its alert
+        # dispatcher's record of the screen's regions: close it there (through the message
+        # queue); the player reconnects at once and joins its new region's rooms.
+        server.disconnect(sid, namespace=protocol.NAMESPACE)
         return
     from server.realtime.player_namespace import screen_rooms, welcome
 
