@@ -205,11 +205,17 @@ def _reached(rooms: dict[Any, Any], room: Any, skip: Any) -> int:
     elif isinstance(room, str):
         count = len(rooms.get(room, ()))
     else:
-        present = [rooms[r] for r in room if r in rooms]
+        # bidicts: their forward dict (python-socketio merges the same ones to send)
+        present = [getattr(rooms[r], "_fwdm", rooms[r]) for r in room if r in rooms]
         if len(present) == 1:
             count = len(present[0])
+        elif present:
+            merged = dict(present[0])
+            for members in present[1:]:
+                merged.update(members)
+            count = len(merged)
         else:
-            count = len(set().union(*present)) if present else 0
+            count = 0
     if skip:
         count -= len(skip) if isinstance(skip, list) else 1
     return max(0, count)
