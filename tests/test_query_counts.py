@@ -150,3 +150,27 @@ def test_pages_list_a_bounded_number_of_rows(
     page = client.get(f"/admin/dashboard?page={pages}").get_data(as_text=True)
     assert rows(page, "screens-now") == total - (pages - 1) * board.SCREENS_PER_PAGE
     assert f"Page {pages} of {pages}" in page
+
+
+def test_a_short_list_sorted_from_its_pairs_is_the_list_the_index_gives(
+    app: Flask, counties: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lists with at most notices.FEW matches are sorted in Python from (id, time) pairs; the
+    others page through the newest-first index. Both give the same pages."""
+    from server.services import notices, users
+
+    filters: list[dict[str, Any]] = [{}, {"status": "expired"}, {"category": "finance"},
+                                     {"q": "村"}, {"status": "published", "category": "party"}]
+    for username in ("c2_admin", "c2_town01_editor"):
+        user = users.by_username(username)
+        assert user is not None
+        for kw in filters:
+            pages = {}
+            for few in (0, 10_000):
+                monkeypatch.setattr(notices, "FEW", few)
+                pages[few] = [
+                    [n.id for n in notices.list_notices(user, page=p, per_page=25, **kw)[0]]
+                    for p in (1, 2, 5)
+                ]
+            assert pages[0] == pages[10_000], (username, kw)
+            assert pages[0][0], (username, kw)

@@ -151,6 +151,11 @@ class Revision(db.Model):  # type: ignore[name-defined,misc]
     """One version of a notice's content, reviewed as a whole."""
 
     __tablename__ = "revisions"
+    # The notice list's category filter and title search (migration 0004): index-only scans.
+    __table_args__ = (
+        Index("ix_revisions_category_id_id", "category_id", "id"),
+        Index("ix_revisions_title_id", "title", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id", ondelete="CASCADE"), index=True)

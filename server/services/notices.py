@@ -46,6 +46,7 @@ REASON_MAX = 500
 # No 0/O/1/I/l: codes are read off screens and typed by people.
 CODE_ALPHABET = "23456789abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
 CODE_LENGTH = 6
+FEW = 2000  # a filtered notice list this short is sorted from its (id, time) pairs
 
 
 @dataclass
@@ -93,6 +94,12 @@ def _region_ids(roots: Sequence[Region], *, ancestors: bool) -> set[int] | None:
     return None if len(ids) >= total else ids
 
 
+def _targeting(region_ids: set[int]) -> Select[tuple[int]]:
+    """Ids of the revisions with a target among `region_ids`."""
+    return select(revision_targets.c.revision_id).where(
+        revision_targets.c.region_id.in_(region_ids))
+
+
 def _aimed_at(revision_id: ColumnElement[int | None], region_ids: set[int] | None
               ) -> ColumnElement[bool]:
     """The revision has a target among `region_ids` (None: any target)."""
@@ -129,10 +136,14 @@ def visible_query(user: User) -> Select[tuple[Notice]]:
     region_ids = _region_ids(roots, ancestors=True)
     if region_ids is None:
         return select(Notice)
+    # IN (subquery), not EXISTS: PostgreSQL hashes the matching revisions once and estimates
+    # the cost as what it is (a correlated EXISTS over 100,000 notices is costed so high that
+    # the JIT compiler kicks in, which alone takes longer than the query).
+    matching = _targeting(region_ids)
     return select(Notice).where(
         or_(
-            _aimed_at(Notice.pending_revision_id, region_ids),
-            _aimed_at(Notice.live_revision_id, region_ids),
+            Notice.pending_revision_id.in_(matching),
+            Notice.live_revision_id.in_(matching),
             Notice.created_by_id == user.id,
         )
     )
@@ -164,18 +175,23 @@ def _filtered(
         stmt = stmt.where(Notice.status == status)
     if created_by is not None:
         stmt = stmt.where(Notice.created_by_id == created_by.id)
-    if category or q:
-        current = aliased(Revision)
-        stmt = stmt.join(current, current.id == current_rev)
-        if category:
-            stmt = stmt.where(current.category_id.in_(
-                select(Category.id).where(Category.key == category).scalar_subquery()))
-        if q:
-            like = f"%{q.strip()}%"
-            stmt = stmt.where(or_(current.title.ilike(like), Notice.code == q.strip()))
+    # Category and search look at the current revision: the matching revisions are found
+    # first (an index-only scan of revisions' (category_id, id) or (title, id)), then the
+    # notices whose current revision is one of them.
+    if category:
+        stmt = stmt.where(current_rev.in_(select(Revision.id).where(
+            Revision.category_id.in_(select(Category.id).where(Category.key == category)))))
+    if q:
+        q = q.strip()
+        like = f"%{q}%"
+        # Chinese has no case: a plain LIKE matches the same titles, several times faster.
+        title = Revision.title.like(like) if q.lower() == q.upper() else Revision.title.ilike(like)
+        stmt = stmt.where(or_(current_rev.in_(select(Revision.id).where(title)),
+                              Notice.code == q))
     if region is not None:
         region_ids = _region_ids([region], ancestors=False)
-        stmt = stmt.where(_aimed_at(current_rev, region_ids))
+        if region_ids is not None:  # None: the whole tree, where every notice is aimed
+            stmt = stmt.where(current_rev.in_(_targeting(region_ids)))
     return stmt
 
 
@@ -198,11 +214,23 @@ def list_notices(
     """A page of notices visible to `user`, newest change first, and the total count."""
     stmt = _filtered(user, status=status, category=category, region=region, q=q)
     total = db.session.scalar(stmt.with_only_columns(db.func.count(Notice.id))) or 0
+    offset = (max(page, 1) - 1) * per_page
+    if offset >= total:
+        return [], total
+    if total <= FEW:
+        # Few matches among many notices: walking the newest-first index until a page is
+        # full would read most of the table. Take the few (id, time) pairs, sort them here.
+        pairs = db.session.execute(stmt.with_only_columns(Notice.id, Notice.updated_at)).all()
+        pairs.sort(key=lambda p: (p[1], p[0]), reverse=True)
+        ids = [notice_id for notice_id, _at in pairs[offset:offset + per_page]]
+        found = {n.id: n for n in db.session.scalars(
+            _with_revisions(select(Notice).where(Notice.id.in_(ids))))}
+        return [found[i] for i in ids if i in found], total
     rows = db.session.scalars(
         _with_revisions(stmt)
         .order_by(Notice.updated_at.desc(), Notice.id.desc())
         .limit(per_page)
-        .offset((max(page, 1) - 1) * per_page)
+        .offset(offset)
     ).all()
     return list(rows), total
 
