@@ -357,10 +357,11 @@ class Redis:
         if binary is None:
             raise SystemExit("redis-server not found (apt-get install redis-server)")
         self.port = free_port()
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(folder), "--maxclients", "1000"],
-            stdout=(folder / "redis.log").open("ab"), stderr=subprocess.STDOUT)
+        with (folder / "redis.log").open("ab") as out:
+            self.process = subprocess.Popen(
+                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(folder), "--maxclients", "1000"],
+                stdout=out, stderr=subprocess.STDOUT)
 
         def up() -> bool:
             with contextlib.suppress(OSError), socket.create_connection(
@@ -378,6 +379,61 @@ class Redis:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
+
+
+class Profiler:
+    """py-spy on a server process for one phase (--profile): collapsed stacks in a file, and
+    the functions of the application (server/, admin/, player/) taking the most samples."""
+
+    def __init__(self, enabled: bool, out: Path, native: bool = False) -> None:
+        self.enabled, self.out, self.native = enabled or native, out, native
+        self.summaries: dict[str, Any] = {}
+        if enabled and shutil.which(venv_bin("py-spy")) is None:
+            raise SystemExit("--profile needs py-spy (pip install py-spy)")
+
+    @contextlib.contextmanager
+    def phase(self, name: str, server: Server) -> Any:
+        if not self.enabled:
+            yield
+            return
+        pid = process_tree(server.pid)[-1]  # gunicorn: the worker
+        path = self.out / f"profile-{name}.txt"
+        spy = subprocess.Popen([venv_bin("py-spy"), "record", "-p", str(pid), "-r", "200",
+                                "-f", "raw", "-o", str(path), "--nonblocking",
+                                *(["--native"] if self.native else [])],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            yield
+        finally:
+            spy.send_signal(signal.SIGINT)
+            try:
+                spy.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait()
+            self.summaries[name] = self.summary(path)
+            log(f"profile of {name}: {path}")
+
+    @staticmethod
+    def summary(path: Path, top: int = 15) -> dict[str, Any]:
+        """Inclusive samples per application function (each counted once per stack)."""
+        total, counts = 0, {}
+        if not path.exists():
+            return {"samples": 0, "top": []}
+        for line in path.read_text().splitlines():
+            stack, _, n = line.rpartition(" ")
+            if not n.isdigit():
+                continue
+            total += int(n)
+            seen = set()
+            for frame in stack.split(";"):
+                if any(part in frame for part in ("server/", "admin/", "player/", "gc_collect")) \
+                        and frame not in seen:
+                    seen.add(frame)
+                    counts[frame] = counts.get(frame, 0) + int(n)
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+        return {"samples": total,
+                "top": [{"frame": f, "share": round(c / max(1, total), 3)} for f, c in ranked]}
 
 
 class Database:
@@ -528,6 +584,11 @@ class Run:
     secrets: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
     url: str = ""  # the app server the API calls go to
+    profiler: Profiler | None = None
+
+    def phase(self, name: str, server: Server) -> Any:
+        assert self.profiler is not None
+        return self.profiler.phase(name, server)
 
     @property
     def n(self) -> int:
@@ -567,7 +628,8 @@ class Run:
 
     def connect(self, server: Server, pool: Pool) -> dict[str, Any]:
         cpu0 = cpu_seconds(server.pid)
-        connect = pool.wait_connected(self.timeout(60))
+        with self.phase(f"{server.name}-connect", server):
+            connect = pool.wait_connected(60 + self.n / 10)
         connect["server_cpu_s"] = round(cpu_seconds(server.pid) - cpu0, 2)
         log(f"{server.name}: {self.n} connected in {connect['seconds']} s "
             f"({connect['per_second']}/s)")
@@ -595,9 +657,10 @@ class Run:
         editor = Api(server.url, self.secrets["editor"])
         cpu0 = cpu_seconds(server.pid)
         t0 = time.time()
-        code = editor.call("POST", f"/notices/{notice_id}/publish", {})["code"]
-        api_s = time.time() - t0
-        result = pool.wait_holding(code, t0, self.timeout(30))
+        with self.phase(f"{server.name}-publish", server):
+            code = editor.call("POST", f"/notices/{notice_id}/publish", {})["code"]
+            api_s = time.time() - t0
+            result = pool.wait_holding(code, t0, self.timeout(30))
         result["api_ms"] = round(api_s * 1000, 1)
         result["server_cpu_s"] = round(cpu_seconds(server.pid) - cpu0, 2)
         result["code"] = code
@@ -613,8 +676,9 @@ class Run:
         server.start()
         pool: Pool | None = None
         try:
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(server.url + "/healthz", timeout=5).read()
+            with contextlib.suppress(OSError), urllib.request.urlopen(
+                    server.url + "/healthz", timeout=5) as resp:
+                resp.read()
             time.sleep(1)
             rss0 = rss_bytes(server.pid)
             pool = self.clients([server.url])
@@ -647,12 +711,11 @@ class Run:
             acked.update(delivery)
             return int(delivery["acknowledged"]) >= self.n
 
-        try:
+        acked_s: float | None = None
+        with self.phase("app-alert", server), contextlib.suppress(TimeoutError):
             wait_for(all_acked, self.timeout(30), interval=0.25,
                      what="every acknowledgement in the delivery report")
-            acked_s: float | None = round(time.time() - t0, 2)
-        except TimeoutError:
-            acked_s = None
+            acked_s = round(time.time() - t0, 2)
         received = pool.alert(key)
         result = {**percentiles([t - t0 for t in received["times"]]),
                   "received": len(received["times"]), "missing": received["missing"],
@@ -676,7 +739,8 @@ class Run:
         t_up = time.time()
         sampler = Sampler(admin, ["/admin/notices", "/admin/dashboard"])
         sampler.start()
-        back = pool.wait_holding(published["code"], t_kill, self.timeout(90))
+        with self.phase("app-storm", new):
+            back = pool.wait_holding(published["code"], t_kill, self.timeout(90))
         sampler.halt.set()
         sampler.join(timeout=60)
         after = pool.status()
@@ -768,7 +832,7 @@ class Run:
             self.url = servers[0].url
             pool = self.clients([s.url for s in servers])
             cpu0 = [cpu_seconds(s.pid) for s in servers]
-            connect = pool.wait_connected(self.timeout(60))
+            connect = pool.wait_connected(60 + self.n / 10)
             connect["server_cpu_s"] = [round(cpu_seconds(s.pid) - c, 2)
                                        for s, c in zip(servers, cpu0, strict=True)]
             time.sleep(self.args.settle)
@@ -931,8 +995,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(auto: gunicorn when deploy/gunicorn.conf.py exists)")
     parser.add_argument("--client-procs", type=int, default=2,
                         help="worker processes for the simulated screens (2)")
-    parser.add_argument("--concurrency", type=int, default=200,
-                        help="first connections in flight at once, over all workers (200)")
+    parser.add_argument("--concurrency", type=int, default=50,
+                        help="first connections in flight at once, over all workers (50); "
+                             "reconnects after a drop are not limited")
     parser.add_argument("--towns", type=int, default=20, help="towns in the county (20)")
     parser.add_argument("--villages", type=int, default=25, help="villages per town (25)")
     parser.add_argument("--settle", type=float, default=5.0,
@@ -946,6 +1011,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "performance.md",
                         help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy the server in each phase (needs py-spy): collapsed stacks "
+                             "in --out, the busiest application functions in the JSON")
+    parser.add_argument("--profile-native", action="store_true",
+                        help="--profile with C frames (shows the garbage collector's share)")
     args = parser.parse_args(argv)
     wanted = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in wanted if s not in SCENARIOS]
@@ -973,6 +1043,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     env.pop("SOCKETIO_MESSAGE_QUEUE", None)
     env.pop("REDIS_URL", None)
     bench = Run(args, folder, gunicorn, db, env)
+    args.out.mkdir(parents=True, exist_ok=True)
+    bench.profiler = Profiler(args.profile, args.out, args.profile_native)
     began = datetime.now(UTC)
     failed: BaseException | None = None
     try:
@@ -1001,6 +1073,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         "command": "flock /tmp/cunping-heavy.lock .venv/bin/python bench/load.py "
                    + shlex.join(argv if argv is not None else sys.argv[1:]),
         "results": bench.results,
+        "profiles": bench.profiler.summaries,
         "ratios": ratios(bench.results),
         "error": f"{type(failed).__name__}: {failed}" if failed else None,
         "work_folder": str(folder),
