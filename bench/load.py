@@ -398,10 +398,12 @@ class Profiler:
             return
         pid = process_tree(server.pid)[-1]  # gunicorn: the worker
         path = self.out / f"profile-{name}.txt"
-        spy = subprocess.Popen([venv_bin("py-spy"), "record", "-p", str(pid), "-r", "200",
-                                "-f", "raw", "-o", str(path), "--nonblocking",
-                                *(["--native"] if self.native else [])],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # --native needs to stop the process for each sample (py-spy refuses --nonblocking).
+        how = ["--native"] if self.native else ["--nonblocking"]
+        with path.with_suffix(".log").open("w") as err:
+            spy = subprocess.Popen([venv_bin("py-spy"), "record", "-p", str(pid), "-r", "200",
+                                    "-f", "raw", "-o", str(path), *how],
+                                   stdout=err, stderr=subprocess.STDOUT)
         try:
             yield
         finally:
