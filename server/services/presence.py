@@ -232,16 +232,18 @@ def _group_of(path: str, depth: int) -> int:
 # Screens seen on a finished day, per region (the screens' own region, not the subtree):
 # ScreenDay rows of a day that has ended never change, so each process counts them once per
 # database instead of on every dashboard view (30 days × 10,000 screens is 300,000 rows).
-# Today and yesterday are always counted afresh (a heartbeat at 23:59 may commit after
-# midnight). A screen moved to another village keeps its finished days where they were
-# counted until the process restarts.
+# Today is always counted afresh, and yesterday until SETTLE_MINUTES past midnight (a
+# heartbeat at 23:59 may commit just after). A screen moved to another village keeps its
+# finished days where they were counted until the process restarts.
 _SEEN_CACHE: dict[tuple[str, date], dict[int, int]] = {}
 _SEEN_CACHE_DAYS = 62  # finished days kept per database
+SETTLE_MINUTES = 10
 
 
 def _seen_per_region(days: Sequence[date], roots: Sequence[Region]) -> dict[date, dict[int, int]]:
     """Per day: region id → screens of that region seen online that day."""
-    settled_before = local_day(utcnow()) - timedelta(days=1)
+    # The first day not yet settled: yesterday until SETTLE_MINUTES past midnight, then today.
+    settled_before = local_day(utcnow() - timedelta(minutes=SETTLE_MINUTES))
     database = db.engine.url.render_as_string(hide_password=True)
     out: dict[date, dict[int, int]] = {}
     missing = []
@@ -260,7 +262,7 @@ def _seen_per_region(days: Sequence[date], roots: Sequence[Region]) -> dict[date
         .where(ScreenDay.day >= min(missing), ScreenDay.day <= max(missing))
         .group_by(Screen.region_id, ScreenDay.day)
     )
-    if not settled:  # only today and yesterday: this user's screens are enough
+    if not settled:  # only the unsettled day(s): this user's screens are enough
         stmt = stmt.join(Region, Region.id == Screen.region_id).where(_under(roots))
     for day in missing:
         out[day] = {}
@@ -308,9 +310,14 @@ def boot_rate(roots: Sequence[Region], *, days: int = BOOT_RATE_DAYS,
                or_(Screen.created_at >= first_start, Screen.revoked_at < last_end))
     ).all()
     used_groups = {group_of[r] for r in stable} | {group_of[r] for r, _c, _v in changing}
-    seen = _seen_per_region(span, roots)
-    for per_region in seen.values():
-        used_groups.update(group_of[r] for r, n in per_region.items() if n and r in group_of)
+    seen: dict[date, dict[int, int]] = {}
+    for day, per_region in _seen_per_region(span, roots).items():
+        seen[day] = defaultdict(int)
+        for region_id, n in per_region.items():
+            group = group_of.get(region_id)
+            if group is not None and n:
+                seen[day][group] += n
+        used_groups.update(seen[day])
     groups = {g.id: g for g in db.session.scalars(
         select(Region).where(Region.id.in_(used_groups)))} if used_groups else {}
     result = BootRate(days=span, groups=sorted(groups.values(), key=lambda r: r.path))
@@ -323,10 +330,7 @@ def boot_rate(roots: Sequence[Region], *, days: int = BOOT_RATE_DAYS,
         for region_id, created_at, revoked_at in changing:
             if created_at < end and (revoked_at is None or revoked_at >= start):
                 existing_n[group_of[region_id]] += 1
-        seen_n: dict[int, int] = defaultdict(int)
-        for region_id, n in seen[day].items():
-            if region_id in group_of:
-                seen_n[group_of[region_id]] += n
+        seen_n = seen[day]
         for group in groups:
             result.cells[(group, day)] = Rate(seen_n[group], existing_n[group])
         result.totals[day] = Rate(sum(seen_n[g] for g in groups),
