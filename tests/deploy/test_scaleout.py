@@ -41,6 +41,7 @@ pytestmark = [
     ),
 ]
 
+BROWSER = "cunping-scaleout-test/1"
 # Two cores are shared by everything: generous, but far below "never".
 SHOWN = 30.0
 
@@ -61,7 +62,7 @@ out = {"tokens": {}, "screens": {}, "regions": {c: r.id for c, r in villages.ite
 for who, user in (("editor", editor), ("reviewer", reviewer), ("alert", alerter)):
     out["tokens"][who] = users.create_token(user, "scaleout")[1]
 for name, code in (("b", "S11"), ("nginx", "S11"), ("alert", "S12"), ("tick", "S13"),
-                   ("revoked", "S14"), ("moved", "S15")):
+                   ("revoked", "S14"), ("moved", "S15"), ("watched", "S13")):
     screen, token = screens.provision(None, villages[code], name, width=640, height=360)
     out["screens"][name] = {"token": token, "code": screen.code, "id": screen.id}
 import json
@@ -159,6 +160,8 @@ def in_log(player: LivePlayer, text: str) -> bool:
 def admin_session(base: str) -> urllib.request.OpenerDirector:
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.addheaders = [("User-Agent", BROWSER)]  # Flask-Login's "strong" sessions check it
+    opener.cookie_jar = jar  # type: ignore[attr-defined]
     form = _form(opener, base + "/admin/login")
     form.update({"username": "s_admin", "password": "scaleout-password"})
     opener.open(base + "/admin/login", data=urllib.parse.urlencode(form).encode(),
@@ -304,6 +307,34 @@ def test_moving_a_screen_on_a_while_its_player_is_on_b(
     wait_until(lambda: deployment.alert("a", alert["code"])["delivery"]["acknowledged"] == 1,
                SHOWN, interval=0.2, what="the moved screen's acknowledgement")
     deployment.api("alert", "a").call("POST", f"/alerts/{alert['code']}/cancel", {"reason": "止"})
+
+
+def test_the_dashboard_on_a_hears_a_screen_come_and_go_on_b(
+    deployment: Deployment, players: list[LivePlayer], tmp_path: Path,
+) -> None:
+    """The live count: a browser's /dashboard connection to A is told when a player connects
+    to B and when it leaves (the announcement goes through Redis)."""
+    import socketio
+
+    base = deployment.cluster.url("a")
+    admin = admin_session(base)
+    cookies = "; ".join(f"{c.name}={c.value}" for c in admin.cookie_jar)  # type: ignore[attr-defined]
+    heard: list[dict[str, Any]] = []
+    browser = socketio.Client(reconnection=False)
+    browser.on("presence", heard.append, namespace="/dashboard")
+    browser.connect(base, namespaces=["/dashboard"], transports=["websocket"], wait_timeout=15,
+                    headers={"Cookie": cookies, "User-Agent": BROWSER})
+    code = deployment.screens["watched"]["code"]
+    try:
+        on_b = deployment.player(tmp_path, "watched", "b")
+        players.append(on_b)
+        wait_until(lambda: {"screen": code, "online": True} in heard, SHOWN, interval=0.1,
+                   what="the dashboard on A hearing the screen connect to B")
+        on_b.stop()
+        wait_until(lambda: {"screen": code, "online": False} in heard, SHOWN, interval=0.1,
+                   what="the dashboard on A hearing the screen leave B")
+    finally:
+        browser.disconnect()
 
 
 def test_rate_limits_are_shared_through_redis_and_only_nginx_is_trusted_for_addresses(
