@@ -5,7 +5,8 @@ headless players (`cunping player`) connected to one process or through nginx.
 Shown: a notice published through one process's API (or through nginx) reaches a player on the
 other process; an alert issued on A is shown and acknowledged by a player on B, and A's API sees
 the acknowledgement; `cunping tick` from the command line (no server in that process) publishes
-a due notice to a player; revoking a screen on A disconnects its player on B; moving a screen on
+a due notice to a player; revoking a screen on A (or with `cunping screen revoke`) disconnects
+its player on B; the dashboard on A hears screens come and go on B; moving a screen on
 A while its player is on B gives it its new region's notices and alerts; rate limits are shared
 through Redis and X-Forwarded-For is trusted for one proxy only; /metrics is not served through
 nginx.
@@ -62,7 +63,8 @@ out = {"tokens": {}, "screens": {}, "regions": {c: r.id for c, r in villages.ite
 for who, user in (("editor", editor), ("reviewer", reviewer), ("alert", alerter)):
     out["tokens"][who] = users.create_token(user, "scaleout")[1]
 for name, code in (("b", "S11"), ("nginx", "S11"), ("alert", "S12"), ("tick", "S13"),
-                   ("revoked", "S14"), ("moved", "S15"), ("watched", "S13")):
+                   ("revoked", "S14"), ("moved", "S15"), ("watched", "S13"),
+                   ("cli-revoked", "S14")):
     screen, token = screens.provision(None, villages[code], name, width=640, height=360)
     out["screens"][name] = {"token": token, "code": screen.code, "id": screen.id}
 import json
@@ -282,6 +284,20 @@ def test_revoking_a_screen_on_a_disconnects_its_player_on_b(
                what="B closing the revoked player's connection")
 
 
+def test_cunping_screen_revoke_on_the_command_line_disconnects_a_player_on_b(
+    deployment: Deployment, players: list[LivePlayer], tmp_path: Path,
+) -> None:
+    on_b = deployment.player(tmp_path, "cli-revoked", "b")
+    players.append(on_b)
+    ready(on_b)
+    out = deployment.cluster.run_cli("screen", "revoke", deployment.screens["cli-revoked"]["code"])
+    assert "Revoked screen" in out
+    wait_until(lambda: in_log(on_b, "token was revoked"), SHOWN, interval=0.1,
+               what="the revocation from the command line on the player")
+    wait_until(lambda: in_log(on_b, "server disconnect"), SHOWN, interval=0.1,
+               what="B closing the connection the command line revoked")
+
+
 def test_moving_a_screen_on_a_while_its_player_is_on_b(
     deployment: Deployment, players: list[LivePlayer], tmp_path: Path,
 ) -> None:
@@ -370,6 +386,6 @@ def test_the_processes_log_no_errors(deployment: Deployment) -> None:
     for name, process in deployment.cluster.servers.items():
         text = process.log.read_text(errors="replace")
         assert "background loops started" in text, name
-        bad = [line for line in text.splitlines()
-               if " ERROR " in line or "Traceback" in line or '"level": "ERROR"' in line]
+        marks = (" ERROR ", " CRITICAL ", "[ERROR]", "[CRITICAL]", "Traceback")
+        bad = [line for line in text.splitlines() if any(m in line for m in marks)]
         assert not bad, f"server {name}:\n" + "\n".join(bad[:20])
