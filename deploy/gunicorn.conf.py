@@ -53,7 +53,9 @@ backlog = _env_int("CUNPING_BACKLOG", 4096)
 # The gevent worker tells the arbiter it is alive from its own greenlet, so a long-lived
 # WebSocket never trips this; it catches a worker whose event loop is blocked.
 timeout = _env_int("CUNPING_TIMEOUT", 60)
-graceful_timeout = _env_int("CUNPING_GRACEFUL_TIMEOUT", 20)
+# A stop waits this long for requests in flight. WebSockets never end by themselves, so every
+# second here is a second all screens are off the server on a restart: short.
+graceful_timeout = _env_int("CUNPING_GRACEFUL_TIMEOUT", 5)
 keepalive = _env_int("CUNPING_KEEPALIVE", 75)
 # The app is imported in the worker, after gevent has patched the standard library.
 preload_app = False

@@ -47,6 +47,9 @@ def serve(host: str, port: int, no_migrate: bool) -> None:
     from server.realtime.alert_dispatch import dispatcher
 
     dispatcher.start(app)
+    from server.services.heartbeats import writer
+
+    writer.start(app)
     click.echo(f"Cunping is serving on http://{host}:{port}/  (admin: http://{host}:{port}/admin/)")
     # Under gevent (server/__main__.py patches first) Flask-SocketIO runs gevent's WSGI server
     # with WebSocket support; it never falls back to Werkzeug's development server here.

@@ -9,8 +9,9 @@ The database is not migrated here: in production `cunping db upgrade` runs once 
 processes start (deploy/cunping-migrate.service), not in every worker at once.
 
 deploy/gunicorn.conf.py calls `start_background` in each worker once it has loaded the app: the
-scheduler (it claims its work in the database, so every process may run it) and the alert
-dispatcher (each process delivers alerts to the screens connected to it).
+scheduler (it claims its work in the database, so every process may run it), the alert
+dispatcher (each process delivers alerts to the screens connected to it) and the heartbeat
+writer (services.heartbeats: the heartbeats of this process's screens, written in batches).
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ def start_background(flask_app: Flask) -> list[Any]:
     """Start this process's background loops (greenlets under gevent); returns their tasks."""
     from server import scheduler
     from server.realtime.alert_dispatch import dispatcher
+    from server.services.heartbeats import writer
 
-    tasks = [dispatcher.start(flask_app)]
+    tasks = [dispatcher.start(flask_app), writer.start(flask_app)]
     if scheduler_enabled():
         tasks.append(scheduler.start(flask_app, interval=scheduler_seconds()))
-    log.info("background loops started: alert dispatcher%s",
+    log.info("background loops started: alert dispatcher, heartbeat writer%s",
              ", scheduler" if scheduler_enabled() else " (scheduler off: CUNPING_SCHEDULER=0)")
     return tasks

@@ -62,8 +62,10 @@ def init_app(app: Flask) -> None:
     from server.realtime import dashboard_namespace, push
     from server.realtime.alert_dispatch import dispatcher
     from server.realtime.player_namespace import PlayerNamespace
+    from server.services import heartbeats
 
     dispatcher.reset()
+    heartbeats.writer.reset()
     if not _registered:  # the namespace and the signal receivers serve every app
         socketio.on_namespace(PlayerNamespace(protocol.NAMESPACE))
         push.connect_signals()

@@ -22,7 +22,7 @@ from server.extensions import db
 from server.models import Screen
 from server.models.base import utcnow
 from server.realtime.alert_dispatch import dispatcher
-from server.services import playlist, presence, revisions
+from server.services import heartbeats, playlist, presence, revisions
 from server.services import screens as screen_service
 from server.services.errors import ValidationError
 
@@ -124,7 +124,6 @@ class PlayerNamespace(Namespace):
             join_room(room)
         screen_service.record_connect(screen, sid, client_ip())
         metrics.screen_connected(screen.code, sid, client_ip())
-        presence.seen(screen)
         presence.announce(screen, online=True)
         # Alerts before anything else: a screen coming back shows any alert in force first.
         dispatcher.register(sid, screen.id, revisions.chain_ids(screen.region))
@@ -161,15 +160,19 @@ class PlayerNamespace(Namespace):
         return {"status": "snapshot", "revision": snap.revision}
 
     def on_heartbeat(self, data: Any = None) -> dict[str, Any]:
-        screen = self._screen()
-        if screen is None:
+        """What the player shows now: checked here, written behind (services.heartbeats) —
+        no database work per heartbeat. A revoked screen's connection is closed by the revoke,
+        and the write skips revoked screens."""
+        sid = request.sid  # type: ignore[attr-defined]
+        with self._lock:
+            screen_id = self._screens.get(sid)
+        if screen_id is None:
             return {"status": "refused"}
-        if _too_big(data, 4096) or not screen_service.record_heartbeat(
-            screen, data, request.sid  # type: ignore[attr-defined]
-        ):
-            log.warning("screen %s sent a malformed heartbeat", screen.code)
+        state = None if _too_big(data, 4096) else screen_service.clean_state(data)
+        if state is None:
+            log.warning("screen %s sent a malformed heartbeat", screen_id)
             return {"status": "ignored"}
-        presence.seen(screen)
+        heartbeats.writer.note(screen_id, state, sid)
         return {"status": "ok"}
 
     def on_plays(self, data: Any = None) -> dict[str, Any]:
@@ -197,6 +200,7 @@ class PlayerNamespace(Namespace):
         dispatcher.forget(sid)
         if screen_id is None:
             return
+        heartbeats.writer.forget(screen_id)
         screen = db.session.get(Screen, screen_id)
         metrics.screen_disconnected(screen.code if screen else screen_id, sid, reason)
         if screen is not None:

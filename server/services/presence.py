@@ -34,20 +34,27 @@ def local_day(moment: datetime) -> date:
     return moment.replace(tzinfo=ZoneInfo("UTC")).astimezone(tz).date()
 
 
-def seen(screen: Screen, now: datetime | None = None) -> None:
-    """Record that `screen` is online now (connect, heartbeat); commits."""
-    now = now or utcnow()
+def seen(screen: Screen, now: datetime | None = None, *, commit: bool = True) -> None:
+    """Record that `screen` is online now (connect, heartbeat)."""
+    seen_many([(screen.id, now or utcnow())])
+    if commit:
+        db.session.commit()
+
+
+def seen_many(sightings: Iterable[tuple[int, datetime]]) -> None:
+    """Record screens seen online at these moments: one upsert of their day rows (no commit)."""
+    rows = [{"screen_id": screen_id, "day": local_day(when), "first_seen_at": when,
+             "last_seen_at": when} for screen_id, when in sightings]
+    if not rows:
+        return
     dialect = db.session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(ScreenDay).values(
-        screen_id=screen.id, day=local_day(now), first_seen_at=now, last_seen_at=now
-    )
+    stmt = insert(ScreenDay)
     stmt = stmt.on_conflict_do_update(
         index_elements=[ScreenDay.screen_id, ScreenDay.day],
         set_={"last_seen_at": stmt.excluded.last_seen_at},
     )
-    db.session.execute(stmt)
-    db.session.commit()
+    db.session.execute(stmt, rows)
 
 
 def announce(screen: Screen, *, online: bool) -> None:

@@ -338,12 +338,16 @@ def token_delivered(screen: Screen) -> None:
 
 
 def record_connect(screen: Screen, sid: str, ip: str | None = None) -> None:
+    """The screen connected on `sid`: online, seen today (one commit)."""
+    from server.services import presence
+
     now = utcnow()
     screen.online = True
     screen.connected_sid = sid
     screen.last_seen_at = now
     screen.last_ip = (ip or "")[:64] or None
     token_delivered(screen)
+    presence.seen(screen, now, commit=False)
     db.session.commit()
 
 
@@ -384,7 +388,8 @@ def clean_state(data: Any) -> dict[str, Any] | None:
 
 
 def record_heartbeat(screen: Screen, data: Any, sid: str | None = None) -> bool:
-    """Store what the player reported; False (and nothing stored) for a malformed heartbeat."""
+    """Store what the player reported at once; False (and nothing stored) for a malformed
+    heartbeat. (The players' namespace writes them behind instead: services.heartbeats.)"""
     state = clean_state(data)
     if state is None:
         return False

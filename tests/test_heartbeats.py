@@ -1,0 +1,115 @@
+"""Heartbeats written behind (services.heartbeats): held until a pass, then written together."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, select
+
+from server.extensions import db
+from server.models import Screen, ScreenDay
+from server.models.base import utcnow
+from server.services import heartbeats, presence
+from server.services import screens as screen_service
+from tests.conftest import World
+
+
+@pytest.fixture
+def writer() -> Iterator[heartbeats.HeartbeatWriter]:
+    w = heartbeats.HeartbeatWriter()
+    w._running = True  # as in a serving process: passes write, not each heartbeat
+    yield w
+
+
+def fresh(screen: Screen) -> Screen:
+    db.session.expire_all()
+    found = db.session.get(Screen, screen.id)
+    assert found is not None
+    return found
+
+
+def test_heartbeats_wait_for_the_pass_and_are_written_in_two_statements(
+    world: World, writer: heartbeats.HeartbeatWriter
+) -> None:
+    made = [screen_service.provision(None, world.village, f"屏{i}")[0] for i in range(5)]
+    for i, screen in enumerate(made):
+        screen_service.record_connect(screen, f"sid-{i}")
+    later = utcnow() + timedelta(seconds=20)
+    for i, screen in enumerate(made):
+        writer.note(screen.id, {"showing": f"N{i}"}, f"sid-{i}", later)
+    writer.note(made[0].id, {"showing": "newest"}, "sid-0", later)  # the newest one wins
+    assert writer.pending() == 5
+    assert fresh(made[0]).state == {}  # nothing written yet
+
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        assert writer.flush() == 5
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+    assert [s.split()[0] for s in statements] == ["UPDATE", "INSERT"]
+    assert writer.pending() == 0
+    assert fresh(made[0]).state == {"showing": "newest"}
+    assert [fresh(s).state["showing"] for s in made[1:]] == ["N1", "N2", "N3", "N4"]
+    assert all(fresh(s).last_seen_at == later for s in made)
+    day = presence.local_day(later)
+    rows = db.session.scalars(select(ScreenDay).where(ScreenDay.day == day)).all()
+    assert {r.screen_id for r in rows} >= {s.id for s in made}
+
+
+def test_a_closed_connection_is_not_marked_online_by_its_pending_heartbeat(
+    world: World, writer: heartbeats.HeartbeatWriter
+) -> None:
+    screen, _token = screen_service.provision(None, world.village, "屏")
+    screen_service.record_connect(screen, "sid-old")
+    writer.note(screen.id, {"showing": "A"}, "sid-old")
+    writer.forget(screen.id)  # its connection closed before the pass
+    screen_service.record_disconnect(screen, "sid-old")
+    assert writer.flush() == 0
+    assert not fresh(screen).online
+
+
+def test_a_late_heartbeat_of_an_old_connection_does_not_take_the_screen_from_the_new_one(
+    world: World, writer: heartbeats.HeartbeatWriter
+) -> None:
+    screen, _token = screen_service.provision(None, world.village, "屏")
+    screen_service.record_connect(screen, "sid-new")  # say, on another process
+    writer.note(screen.id, {"showing": "OLD"}, "sid-old")
+    writer.flush()
+    now = fresh(screen)
+    assert now.connected_sid == "sid-new" and now.state == {}
+
+
+def test_revoked_screens_are_not_written_and_a_failed_pass_keeps_its_heartbeats(
+    world: World, writer: heartbeats.HeartbeatWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    screen, _token = screen_service.provision(None, world.village, "屏")
+    gone, _token = screen_service.provision(None, world.village, "撤销屏")
+    screen_service.record_connect(gone, "sid-gone")
+    screen_service.revoke(world.town_editor, gone, "丢失")
+    writer.note(gone.id, {"showing": "X"}, "sid-gone")
+    writer.flush()
+    assert fresh(gone).state == {} and not fresh(gone).online
+
+    def broken(_rows: object) -> None:
+        raise RuntimeError("database gone")
+
+    writer.note(screen.id, {"showing": "B"}, "sid-1")
+    monkeypatch.setattr(presence, "seen_many", broken)
+    with pytest.raises(RuntimeError):
+        writer.flush()
+    assert writer.pending() == 1  # kept for the next pass
+    monkeypatch.undo()
+    assert writer.flush() == 1
+    assert fresh(screen).state == {"showing": "B"}
+
+
+def test_without_the_loop_each_heartbeat_is_written_at_once(world: World) -> None:
+    screen, _token = screen_service.provision(None, world.village, "屏")
+    screen_service.record_connect(screen, "sid-1")
+    w = heartbeats.HeartbeatWriter()
+    w.note(screen.id, {"showing": "NOW"}, "sid-1")
+    assert w.pending() == 0 and fresh(screen).state == {"showing": "NOW"}
