@@ -38,7 +38,8 @@ def notice_event(size: int, revision: int, code: str) -> dict[str, Any]:
     """A notice upsert whose JSON is about `size` bytes (the filler is in the title)."""
     data: dict[str, Any] = {"revision": revision, "op": "upsert",
                             "notice": {"code": code, "version": 1, "title": ""}}
-    filler = max(0, size - len(json.dumps(["notice", data])))
+    # python-socketio writes compact JSON (no spaces after separators).
+    filler = max(0, size - len(json.dumps(["notice", data], separators=(",", ":"))))
     data["notice"]["title"] = "x" * filler
     return data
 

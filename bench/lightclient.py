@@ -228,7 +228,7 @@ class Screen:
             data = json.loads(body[bracket:])[1]
             if data["op"] == "upsert":
                 code = data["notice"]["code"]
-                stats.note_size(code, len(body))
+                stats.note_size(code, body)
                 self.hold(code, data["notice"]["version"], now)
             else:
                 self.notices.pop(data["notice"]["code"], None)
@@ -377,9 +377,10 @@ class Stats:
         self.last_drop = ""
         self.sizes: dict[str, int] = {}
 
-    def note_size(self, code: str, size: int) -> None:
+    def note_size(self, code: str, body: str) -> None:
+        """The event's size in bytes (name and data as sent, without the packet prefix)."""
         if code not in self.sizes and len(self.sizes) < 1000:
-            self.sizes[code] = size
+            self.sizes[code] = len(body[body.index("["):].encode())
 
 
 def answer(screens: list[Screen], stats: Stats, command: dict[str, Any]) -> dict[str, Any]:

@@ -401,7 +401,8 @@ class Profiler:
         # --native needs to stop the process for each sample (py-spy refuses --nonblocking).
         how = ["--native"] if self.native else ["--nonblocking"]
         with path.with_suffix(".log").open("w") as err:
-            spy = subprocess.Popen([venv_bin("py-spy"), "record", "-p", str(pid), "-r", "200",
+            rate = "50" if self.native else "200"  # stopping the process costs
+            spy = subprocess.Popen([venv_bin("py-spy"), "record", "-p", str(pid), "-r", rate,
                                     "-f", "raw", "-o", str(path), *how],
                                    stdout=err, stderr=subprocess.STDOUT)
         try:
@@ -929,6 +930,11 @@ def markdown(report: dict[str, Any]) -> str:
         add("reconnect storm: admin pages meanwhile",
             f"{pages}; {s['admin']['errors']} errors", "answers throughout")
     if "redis" in r:
+        c = r["redis"]["connect"]
+        add(f"2 processes + Redis: {n:,} screens connect",
+            f"{fmt(c['seconds'])} s ({fmt(c['per_second'])}/s), server CPU "
+            f"{' + '.join(fmt(x) for x in c['server_cpu_s'])} s; memory per connection "
+            f"{' / '.join(fmt(x) for x in r['redis']['per_connection_kib'])} KiB")
         p = r["redis"]["publish"]
         add(f"2 processes + Redis: publish → all {n:,}",
             f"p50 {fmt(p['p50_ms'])} / p95 {fmt(p['p95_ms'])} / p99 {fmt(p['p99_ms'])} / max "
