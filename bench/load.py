@@ -641,9 +641,16 @@ class Run:
     def memory(self, server: Server, rss0: int) -> dict[str, Any]:
         time.sleep(self.args.settle)  # the first heartbeats and the connect work are done
         rss1 = rss_bytes(server.pid)
-        return {"rss_before_mib": round(rss0 / 2**20, 1), "rss_connected_mib":
-                round(rss1 / 2**20, 1), "per_connection_kib": round((rss1 - rss0) / self.n / 1024,
-                                                                      1)}
+        result = {"rss_before_mib": round(rss0 / 2**20, 1),
+                  "rss_connected_mib": round(rss1 / 2**20, 1),
+                  "per_connection_kib": round((rss1 - rss0) / self.n / 1024, 1)}
+        if self.args.idle > 0:
+            # Connected and quiet: what N screens cost in heartbeats, syncs and pings alone.
+            cpu0 = cpu_seconds(server.pid)
+            time.sleep(self.args.idle)
+            result["idle_cpu_share"] = round((cpu_seconds(server.pid) - cpu0) / self.args.idle,
+                                             3)
+        return result
 
     def draft(self, title: str) -> int:
         editor = Api(self.url, self.secrets["editor"])
@@ -903,6 +910,9 @@ def markdown(report: dict[str, Any]) -> str:
         if "memory" in side:
             add(f"{name}: server memory per connection",
                 f"{fmt(side['memory']['per_connection_kib'])} KiB")
+            if side["memory"].get("idle_cpu_share") is not None:
+                add(f"{name}: server CPU with {n:,} connected, idle (heartbeats)",
+                    f"{round(side['memory']['idle_cpu_share'] * 100)}% of a core")
         if "publish" in side:
             p = side["publish"]
             add(f"{name}: publish → all {n:,} screens",
@@ -1010,6 +1020,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--villages", type=int, default=25, help="villages per town (25)")
     parser.add_argument("--settle", type=float, default=5.0,
                         help="seconds between all connected and reading the RSS (5)")
+    parser.add_argument("--idle", type=float, default=30.0,
+                        help="seconds to measure the server's CPU with everyone connected and "
+                             "nothing happening (one heartbeat period: 30); 0 skips it")
     parser.add_argument("--bare-bytes", type=int, default=2000,
                         help="the bare server's event size when the app's was not measured")
     parser.add_argument("--out", type=Path, default=BENCH / "results",

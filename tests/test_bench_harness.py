@@ -37,7 +37,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "load.py"), "--screens", str(SCREENS),
          "--scenarios", "publish,alert,reconnect", "--db", database, "--towns", "4",
-         "--villages", "5", "--settle", "1", "--out", str(out)],
+         "--villages", "5", "--settle", "1", "--idle", "2", "--out", str(out)],
         env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
     files = sorted(out.glob("load-*.json"))
     assert files, f"no results written:\n{done.stdout}\n{done.stderr[-6000:]}"
@@ -51,6 +51,7 @@ def test_every_screen_gets_the_notice_from_the_app_and_the_bare_server(
         report: dict[str, Any]) -> None:
     app, bare = report["results"]["app"], report["results"]["bare"]
     assert app["connect"]["screens"] == SCREENS
+    assert app["memory"]["idle_cpu_share"] >= 0 and bare["memory"]["idle_cpu_share"] >= 0
     for side in (app, bare):
         publish = side["publish"]
         assert publish["all_reached"], publish
