@@ -158,7 +158,7 @@ def test_a_silent_screen_flips_offline_once_and_is_announced(
     db.session.refresh(alive)
     assert not quiet.online and quiet.connected_sid is None
     assert alive.online and screen_service.is_online(alive)
-    assert announced == [{"screen_id": quiet.id, "online": False,
+    assert announced == [{"screen_id": quiet.id, "code": quiet.code, "online": False,
                           "region_ids": [world.county.id, world.town.id, world.village.id]}]
     # A second pass (or another process) finds nothing more to say.
     assert presence.sweep_silent() == []

@@ -59,13 +59,14 @@ def _origins(app: Flask) -> list[str] | None:
 
 def init_app(app: Flask) -> None:
     global _registered
-    from server.realtime import dashboard_namespace, push
+    from server.realtime import dashboard_namespace, player_namespace, push
     from server.realtime.alert_dispatch import dispatcher
     from server.realtime.player_namespace import PlayerNamespace
     from server.services import heartbeats
 
     dispatcher.reset()
     heartbeats.writer.reset()
+    player_namespace._names.clear()  # region names of another app's database
     if not _registered:  # the namespace and the signal receivers serve every app
         socketio.on_namespace(PlayerNamespace(protocol.NAMESPACE))
         push.connect_signals()

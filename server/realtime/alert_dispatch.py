@@ -87,7 +87,10 @@ class AlertDispatcher:
         self._app = current_app._get_current_object()  # type: ignore[attr-defined]
         with self._lock:
             self._peers[sid] = Peer(screen_id, frozenset(chain))
-        self._refresh(force=False)
+        # The loop re-reads the alerts every POLL_SECONDS and sends what a peer lacks: a
+        # connect needs no query of its own while that reading is fresh.
+        if not self._running or time.monotonic() - self._loaded_at > POLL_SECONDS:
+            self._refresh(force=False)
         self._send_due(only=sid)
 
     def forget(self, sid: str) -> None:

@@ -51,19 +51,21 @@ class DashboardNamespace(Namespace):
 
 def on_screen_presence(
     sender: Flask, screen_id: int, online: bool, region_ids: list[int] | None = None,
-    **kwargs: Any,
+    code: str | None = None, **kwargs: Any,
 ) -> None:
     rooms = sorted({room(rid) for rid in region_ids or []})
     if not rooms:  # never an empty `to`: python-socketio would send it to everyone
         return
-    screen = db.session.get(Screen, screen_id)
-    if screen is None:
-        return
+    if code is None:
+        screen = db.session.get(Screen, screen_id)
+        if screen is None:
+            return
+        code = screen.code
     try:
-        socketio.emit(PRESENCE, {"screen": screen.code, "online": bool(online)}, to=rooms,
+        socketio.emit(PRESENCE, {"screen": code, "online": bool(online)}, to=rooms,
                       namespace=NAMESPACE)
     except Exception:  # the dashboard is a view; a failed emit must not break a connect
-        log.exception("telling the dashboard about screen %s failed", screen.code)
+        log.exception("telling the dashboard about screen %s failed", code)
 
 
 def register() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 from flask import current_app, request
@@ -19,7 +20,7 @@ from flask_socketio import ConnectionRefusedError, Namespace, emit, join_room
 from player import protocol
 from server import metrics
 from server.extensions import db
-from server.models import Screen
+from server.models import Region, Screen
 from server.models.base import utcnow
 from server.realtime.alert_dispatch import dispatcher
 from server.services import heartbeats, playlist, presence, revisions
@@ -31,16 +32,34 @@ log = logging.getLogger(__name__)
 REFUSED_TOKEN = "unknown or revoked token"
 
 
-def screen_rooms(screen: Screen) -> list[str]:
-    rooms = [f"region:{rid}" for rid in revisions.chain_ids(screen.region)]
-    return [*rooms, f"at:{screen.region_id}", f"screen:{screen.id}"]
+def screen_rooms(screen: Screen, chain: list[int] | None = None) -> list[str]:
+    chain = chain if chain is not None else revisions.chain_ids(screen.region)
+    return [*(f"region:{rid}" for rid in chain), f"at:{screen.region_id}", f"screen:{screen.id}"]
+
+
+NAMES_SECONDS = 60.0
+_names: dict[int, tuple[float, str, str]] = {}
+
+
+def region_names(region: Region) -> tuple[str, str]:
+    """(full name, name of the root) of a region, kept a minute in this process: a storm of
+    reconnecting screens must not walk every screen's ancestors again. A renamed region shows
+    in WELCOME within the minute (and in the admin at once)."""
+    now = time.monotonic()
+    hit = _names.get(region.id)
+    if hit is not None and now - hit[0] < NAMES_SECONDS:
+        return hit[1], hit[2]
+    chain = [*region.ancestors(), region]
+    full, root = " · ".join(r.name for r in chain), chain[0].name
+    _names[region.id] = (now, full, root)
+    return full, root
 
 
 def welcome(screen: Screen, revision: int) -> dict[str, Any]:
-    root = ([*screen.region.ancestors(), screen.region])[0]
-    county = current_app.config.get("COUNTY_NAME") or root.name
+    full, root = region_names(screen.region)
+    county = current_app.config.get("COUNTY_NAME") or root
     return {
-        "screen": screen_service.describe(screen),
+        "screen": screen_service.describe(screen, region_name=full),
         "county_name": county,
         "server_time": utcnow().isoformat(timespec="seconds") + "Z",
         "revision": revision,
@@ -118,18 +137,21 @@ class PlayerNamespace(Namespace):
             metrics.screen_refused()
             raise ConnectionRefusedError(REFUSED_TOKEN)
         sid = request.sid  # type: ignore[attr-defined]
+        screen_id, code, chain = screen.id, screen.code, revisions.chain_ids(screen.region)
         with self._lock:
-            self._screens[sid] = screen.id
-        for room in screen_rooms(screen):
+            self._screens[sid] = screen_id
+        for room in screen_rooms(screen, chain):
             join_room(room)
-        screen_service.record_connect(screen, sid, client_ip())
-        metrics.screen_connected(screen.code, sid, client_ip())
-        presence.announce(screen, online=True)
-        # Alerts before anything else: a screen coming back shows any alert in force first.
-        dispatcher.register(sid, screen.id, revisions.chain_ids(screen.region))
         # Rooms first, then the snapshot: a change committed meanwhile is in one or the other.
         snap = playlist.snapshot(screen)
-        _reply(protocol.WELCOME, welcome(screen, snap.revision))
+        hello = welcome(screen, snap.revision)  # before the commit below expires `screen`
+        ip = client_ip()
+        screen_service.record_connect(screen, sid, ip)
+        metrics.screen_connected(code, sid, ip)
+        presence.announce_ids(screen_id, code, chain, online=True)
+        # Alerts before anything else: a screen coming back shows any alert in force first.
+        dispatcher.register(sid, screen_id, chain)
+        _reply(protocol.WELCOME, hello)
         if auth.get("revision") != snap.revision or auth.get("digest") != snap.digest:
             _reply(protocol.SNAPSHOT, snap.as_payload())
 

@@ -59,11 +59,17 @@ def seen_many(sightings: Iterable[tuple[int, datetime]]) -> None:
 
 def announce(screen: Screen, *, online: bool) -> None:
     """Tell the live dashboard (signals.screen_presence) that `screen` came or went."""
+    announce_ids(screen.id, screen.code, revisions.chain_ids(screen.region), online=online)
+
+
+def announce_ids(screen_id: int, code: str, chain: list[int], *, online: bool) -> None:
+    """`announce` from what the caller already holds (no database work)."""
     signals.screen_presence.send(
         current_app._get_current_object(),  # type: ignore[attr-defined]
-        screen_id=screen.id,
+        screen_id=screen_id,
+        code=code,
         online=online,
-        region_ids=revisions.chain_ids(screen.region),
+        region_ids=chain,
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import delete, or_, select
+from sqlalchemy.orm import joinedload
 
 from player import protocol
 from server import signals
@@ -112,7 +113,9 @@ def authenticate(token: str) -> Screen | None:
     if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
     digest = hash_secret(token)
-    screen = db.session.scalar(select(Screen).where(Screen.token_hash == digest))
+    screen = db.session.scalar(
+        select(Screen).options(joinedload(Screen.region)).where(Screen.token_hash == digest)
+    )
     if screen is None or screen.revoked_at is not None or screen.token_hash is None:
         return None
     if not hmac.compare_digest(screen.token_hash, digest):
@@ -402,12 +405,13 @@ def record_heartbeat(screen: Screen, data: Any, sid: str | None = None) -> bool:
     return True
 
 
-def describe(screen: Screen) -> dict[str, Any]:
-    """The screen as the player (WELCOME) and the admin see it."""
+def describe(screen: Screen, *, region_name: str | None = None) -> dict[str, Any]:
+    """The screen as the player (WELCOME) and the admin see it (`region_name`: its region's
+    full name, when the caller has it)."""
     return {
         "code": screen.code,
         "name": screen.name,
-        "region": screen.region.full_name,
+        "region": region_name or screen.region.full_name,
         "region_id": screen.region_id,
         # Ancestors and itself: a notice aimed at any of these is for this screen.
         "region_chain": revisions.chain_ids(screen.region),
