@@ -46,15 +46,15 @@ def _live_targets(notice: Notice) -> list[Region]:
 def removal_rooms(old_ids: Iterable[int], new_targets: list[Region]) -> list[str]:
     """Rooms reaching every screen under `old_ids` and none under `new_targets`."""
     old = list(db.session.scalars(select(Region).where(Region.id.in_(list(old_ids)))))
-    if not old:
-        return []
+    new_paths = [r.path for r in new_targets]
+    if all(any(r.path.startswith(p) for p in new_paths) for r in old):
+        return []  # every old target is still covered (a first publish, the same targets)
     below = db.session.scalars(
         select(Region).where(or_(*[Region.path.startswith(r.path) for r in old]))
     ).all()
     children: dict[int | None, list[Region]] = defaultdict(list)
     for region in below:
         children[region.parent_id].append(region)
-    new_paths = [r.path for r in new_targets]
     rooms: set[str] = set()
 
     def visit(region: Region) -> None:
