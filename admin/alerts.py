@@ -10,8 +10,7 @@ writes the audit log and tells the screens; their errors become messages on the 
 from __future__ import annotations
 
 from datetime import datetime
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 from flask import current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -133,7 +132,7 @@ def _target_names(form: AlertForm, choices: list[Region]) -> list[Region]:
 
 def _screens_under(targets: list[Region]) -> int:
     """How many screens an alert on `targets` would take over (for the confirm step)."""
-    return len(alerts.targeted_screens(cast(Alert, SimpleNamespace(targets=targets))))
+    return alerts.count_targeted(targets)
 
 
 def _render_form(form: AlertForm, choices: list[Region], alert: Alert | None, *,
@@ -218,7 +217,8 @@ def alert_list() -> Page:
     rows = []
     now = utcnow()
     for alert in alerts.list_for(user, limit=100):
-        report = alerts.delivery_report(alert) if alert.status != AlertStatus.PENDING else None
+        report = (alerts.delivery_report(alert, limit=0)
+                  if alert.status != AlertStatus.PENDING else None)
         rows.append({"alert": alert, "report": report,
                      "in_force": alert.status == AlertStatus.ACTIVE and alert.expires_at > now})
     rows.sort(key=lambda r: (ORDER.get(r["alert"].status, 2), r["alert"].level
@@ -292,7 +292,8 @@ def _delivery(alert: Alert) -> dict[str, Any]:
         }
         for row in report.rows
     ]
-    return {"report": report, "rows": rows, "waiting": len(report.waiting)}
+    return {"report": report, "rows": rows, "waiting": report.waiting_count,
+            "hidden": report.targeted - len(rows)}
 
 
 def _render_detail(alert: Alert, *, forms: dict[str, Any] | None = None,

@@ -94,6 +94,31 @@ def test_acknowledged_screens_show_latency(app: Flask, client: FlaskClient,
     first, second = got["screens"]
     assert first["name"] == "屏二" and first["acknowledged"] is False  # waiting ones first
     assert second["latency_ms"] == 800 and second["attempts"] == 1
+    assert got["screens_complete"] is True
+
+
+def test_the_delivery_rows_are_bounded_the_counts_are_not(app: Flask, client: FlaskClient,
+                                                          world: World) -> None:
+    made = [screen_service.provision(None, world.village, f"屏{i:02d}")[0] for i in range(7)]
+    alert = alerts.issue(world.county_alert, alerts.AlertInput(**BODY))
+    assert alert.issued_at is not None
+    alerts.record_sends([(s.id, [alert.id]) for s in made])
+    alerts.record_acks([(s.id, [f"{alert.code}:1"], alert.issued_at) for s in made[:5]])
+    headers = auth_for(world.county_alert)
+
+    def get(query: str) -> Any:
+        return client.get(f"/api/v1/alerts/{alert.code}{query}", headers=headers)
+
+    some = get("?screens=3").get_json()["delivery"]
+    assert (some["targeted"], some["acknowledged"], some["waiting"]) == (7, 5, 2)
+    assert [s["name"] for s in some["screens"]] == ["屏05", "屏06", "屏00"]  # waiting first
+    assert some["screens_complete"] is False
+    none = get("?screens=0").get_json()["delivery"]
+    assert none["screens"] == [] and none["acknowledged"] == 5
+    every = get("?screens=all").get_json()["delivery"]
+    assert len(every["screens"]) == 7 and every["screens_complete"] is True
+    bad = get("?screens=lots")
+    assert bad.status_code == 400 and "screens" in bad.get_json()["error"]["fields"]
 
 
 def test_two_person_update_and_cancel(app: Flask, client: FlaskClient, world: World) -> None:

@@ -75,9 +75,26 @@ def summary(alert: Alert) -> dict[str, Any]:
     }
 
 
+SCREENS_DEFAULT = 100  # per-screen rows in an answer, unless ?screens=N or ?screens=all
+
+
+def _screens_limit() -> int | None:
+    """?screens=N (0 for counts only) or ?screens=all; the unanswered screens come first."""
+    value = request.args.get("screens")
+    if value is None or value == "":
+        return SCREENS_DEFAULT
+    if value == "all":
+        return None
+    if value.isdigit():
+        return int(value)
+    raise BadRequest(_("Some query parameters are wrong."),
+                     {"screens": _("A number of screens, or 'all'.")})
+
+
 def delivery(alert: Alert) -> dict[str, Any]:
-    """Acknowledged / targeted screens and one row per screen, the unanswered first."""
-    report = alerts.delivery_report(alert)
+    """Acknowledged / targeted screens and a row per screen (the unanswered first, as many as
+    ?screens= asks)."""
+    report = alerts.delivery_report(alert, limit=_screens_limit())
     now = utcnow()
     screens = []
     for row in report.rows:
@@ -96,8 +113,9 @@ def delivery(alert: Alert) -> dict[str, Any]:
     return {
         "targeted": report.targeted,
         "acknowledged": report.acknowledged,
-        "waiting": len(report.waiting),
+        "waiting": report.waiting_count,
         "screens": screens,
+        "screens_complete": len(screens) == report.targeted,
     }
 
 

@@ -340,8 +340,11 @@ SCHEMAS.update({
             "screens": {
                 "type": "array",
                 "items": _ref("AlertScreen"),
-                "description": "The screens that have not acknowledged come first.",
+                "description": "The screens that have not acknowledged come first; as many "
+                               "as ?screens= asks (100 by default, `all` for every one).",
             },
+            "screens_complete": {"type": "boolean",
+                                 "description": "Every targeted screen is in `screens`."},
         },
     },
     "Alert": {
@@ -736,7 +739,11 @@ PATHS.update({
         "get": {
             "summary": "One alert with its delivery: acknowledged / targeted screens",
             "tags": ["alerts"],
-            "parameters": [ALERT_CODE],
+            "parameters": [ALERT_CODE, {
+                "name": "screens", "in": "query", "required": False,
+                "description": "Per-screen rows in `delivery.screens`: a number (0: counts "
+                               "only) or `all`; 100 by default. The counts are always whole.",
+                "schema": {"type": "string", "pattern": "^([0-9]+|all)$"}}],
             "responses": {
                 "200": _json(_ref("Alert"), "The alert."),
                 "401": _err("Unauthorized"),
