@@ -172,10 +172,17 @@ class AlertDispatcher:
             peers = [(only, self._peers[only])] if only in self._peers else []
             if only is None:
                 peers = list(self._peers.items())
+            # Screens of one village share a chain, so a pass over 10,000 screens works out a
+            # few hundred sets, not 10,000.
+            sets: dict[frozenset[int], tuple[list[dict[str, Any]], str, list[int]]] = {}
             for sid, peer in peers:
-                chosen = self._set_for(peer)
-                payloads = [p for p, _a in chosen]
-                fp = fingerprint(payloads)
+                found = sets.get(peer.chain)
+                if found is None:
+                    chosen = self._set_for(peer)
+                    found = sets[peer.chain] = ([p for p, _a in chosen],
+                                                fingerprint([p for p, _a in chosen]),
+                                                [a for _p, a in chosen])
+                payloads, fp, alert_ids = found
                 if fp == peer.acked and only is None:
                     continue
                 if fp == peer.sent and now - peer.sent_at < retry_after(peer.attempts) \
@@ -183,8 +190,7 @@ class AlertDispatcher:
                     continue
                 peer.attempts = peer.attempts + 1 if fp == peer.sent else 1
                 peer.sent, peer.sent_at = fp, now
-                alerts = [a for _p, a in chosen]
-                sends.append((sid, peer, fp, payloads, alerts))
+                sends.append((sid, peer, fp, payloads, alert_ids))
         if not sends:
             return
         metrics.alerts_sent(len(sends))
