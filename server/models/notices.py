@@ -97,7 +97,10 @@ class Notice(db.Model):  # type: ignore[name-defined,misc]
 
     __tablename__ = "notices"
     # The notice list filters by status, newest change first (100,000 notices: migration 0004).
-    __table_args__ = (Index("ix_notices_status_updated_at", "status", "updated_at"),)
+    __table_args__ = (
+        Index("ix_notices_status_updated_at", "status", "updated_at", "id"),
+        Index("ix_notices_updated_at_id", "updated_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(12), unique=True, index=True)
