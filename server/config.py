@@ -95,6 +95,15 @@ def finish_config(config: dict[str, Any], instance_path: str) -> None:
     if uri.startswith("postgresql://"):
         uri = "postgresql+psycopg://" + uri[len("postgresql://") :]
     config["SQLALCHEMY_DATABASE_URI"] = uri
+    if uri.startswith("postgresql"):
+        # One gevent worker runs thousands of handlers at once: a pool sized for that (the
+        # default 5 + 10 ran dry in a connect storm), and a wait shorter than a player's 10 s
+        # connect timeout. Keep processes × (size + overflow) under max_connections.
+        options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        options.setdefault("pool_size", _env_int("CUNPING_DB_POOL", 20))
+        options.setdefault("max_overflow", _env_int("CUNPING_DB_OVERFLOW", 10))
+        options.setdefault("pool_timeout", 8)
+        config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     if not config.get("UPLOAD_FOLDER"):
         config["UPLOAD_FOLDER"] = str(Path(instance_path) / "uploads")
     Path(config["UPLOAD_FOLDER"]).mkdir(parents=True, exist_ok=True)
