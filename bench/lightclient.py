@@ -317,9 +317,9 @@ class Screen:
     def _serve(self, link: Link, stats: Stats, heartbeat: bool) -> None:
         silence = 45.0  # pingInterval + pingTimeout (25 + 20 s): the server is gone
         last_heard = time.monotonic()
-        # The player's first heartbeat goes at once; spread the reconciles like real boxes.
+        # As the player: the first heartbeat at once, the first reconcile a period later.
         next_heartbeat = time.monotonic() if heartbeat else float("inf")
-        next_sync = time.monotonic() + protocol.RECONCILE_SECONDS * random.uniform(0.5, 1.0)
+        next_sync = time.monotonic() + protocol.RECONCILE_SECONDS
         prefix_event, prefix_ack = f"42{NS},", f"43{NS},"
         while True:
             now = time.monotonic()
