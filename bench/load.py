@@ -143,6 +143,12 @@ def machine() -> dict[str, Any]:
     mem_kb = first("/proc/meminfo", "MemTotal").split()[0]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
+    # Uncommitted changes to the server's code: the figures are not those of `commit`.
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "server", "admin", "player",
+                            "deploy"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    if dirty:
+        commit += " + uncommitted changes"
+
     return {
         "nproc": os.cpu_count(),
         "cpu": first("/proc/cpuinfo", "model name"),
@@ -1064,6 +1070,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     env.pop("SOCKETIO_MESSAGE_QUEUE", None)
     env.pop("REDIS_URL", None)
     bench = Run(args, folder, gunicorn, db, env)
+    host = machine()  # before the run: the commit the servers were started from
     args.out.mkdir(parents=True, exist_ok=True)
     bench.profiler = Profiler(args.profile, args.out, args.profile_native)
     began = datetime.now(UTC)
@@ -1090,7 +1097,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         "client_procs": args.client_procs,
         "started": began.isoformat(timespec="seconds"),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": host,
         "command": "flock /tmp/cunping-heavy.lock .venv/bin/python bench/load.py "
                    + shlex.join(argv if argv is not None else sys.argv[1:]),
         "results": bench.results,
