@@ -292,7 +292,8 @@ class PlayerClient:
                 with contextlib.suppress(Exception):
                     sio.disconnect()
                 attempt += 1
-                if refused:
+                busy = refused and refusal_reason(self.last_error) == protocol.BUSY
+                if refused and not busy:
                     reason = refusal_reason(self.last_error)
                     delay = backoff(attempt, REFUSED_BACKOFF_MIN, REFUSED_BACKOFF_MAX)
                     self._set_offline("refused", reason, delay)

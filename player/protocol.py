@@ -100,6 +100,9 @@ ALERT_ACK_SECONDS = 5  # no ack this long after sending ALERTS: send it again (t
 PLAYS_SECONDS = 60  # the player reports plays this often
 RECONCILE_SECONDS = 180  # the player re-checks its revision this often, as a backstop to push
 HEARTBEAT_SECONDS = 30
+# A connect refused with this reason is not about the token: the server has too many handshakes
+# in hand (a reconnect storm). The player tries again after its usual short backoff.
+BUSY = "server busy, try again"
 ONLINE_GRACE_SECONDS = 90  # no heartbeat for this long: offline
 
 

@@ -50,6 +50,11 @@ SCREEN_REFUSALS = Counter(
     "cunping_screen_connections_refused",
     "Connections to the players' namespace refused (unknown or revoked token).",
 )
+SCREEN_BUSY = Counter(
+    "cunping_screen_connections_busy",
+    "Connections refused as busy: more handshakes waiting than this process could take "
+    "within seconds (a reconnect storm); the players retry after a short backoff.",
+)
 DISCONNECT_REASONS = ("client disconnect", "server disconnect", "ping timeout",
                       "transport close", "transport error")
 SCREEN_DISCONNECTS = Counter(
@@ -158,6 +163,10 @@ def screen_connected(code: str, sid: str, ip: str | None) -> None:
 
 def screen_refused() -> None:
     SCREEN_REFUSALS.inc()
+
+
+def screen_busy() -> None:
+    SCREEN_BUSY.inc()
 
 
 def screen_disconnected(screen: str | int, sid: str, reason: Any) -> None:

@@ -76,6 +76,39 @@ def test_the_refusal_names_the_reason(app: Flask, world: World) -> None:
     assert err.value.error_args == {"message": REFUSED_TOKEN}
 
 
+def test_handshakes_beyond_the_gate_are_refused_as_busy_and_counted(
+    app: Flask, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.realtime import player_namespace
+
+    _screen, token = screen_service.provision(None, world.village, "屏")
+    monkeypatch.setattr(player_namespace, "CONNECT_WAIT_SECONDS", 0.05)
+    held = [player_namespace._gate.acquire(timeout=1)
+            for _ in range(player_namespace.CONNECT_CONCURRENCY)]
+    assert all(held)
+    busy_before = metric("cunping_screen_connections_busy_total")
+    try:
+        client = connect(app, {"token": token})
+        assert not client.is_connected(NS)
+        assert metric("cunping_screen_connections_busy_total") == busy_before + 1
+        from flask_socketio import ConnectionRefusedError
+
+        namespace = player_namespace.PlayerNamespace(NS)
+        with app.test_request_context(), pytest.raises(ConnectionRefusedError) as err:
+            namespace.on_connect({"token": token})
+        assert err.value.error_args == {"message": protocol.BUSY}
+    finally:
+        for _ in held:
+            player_namespace._gate.release()
+    assert connect(app, {"token": token}).is_connected(NS)  # a turn free: in
+
+
+def metric(name: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return float(REGISTRY.get_sample_value(name) or 0.0)
+
+
 def test_connect_with_revision_0_gets_the_snapshot_of_its_region_chain(
     app: Flask, world: World
 ) -> None:

@@ -31,6 +31,14 @@ log = logging.getLogger(__name__)
 
 REFUSED_TOKEN = "unknown or revoked token"
 
+# Handshakes that do their database work at once. The rest wait their turn up to
+# CONNECT_WAIT_SECONDS, then are refused as busy (protocol.BUSY: the player retries after a
+# short backoff) — rather than thousands of handlers in a reconnect storm queueing on the
+# database pool past the players' 10 s connect timeout and doing work for players gone.
+CONNECT_CONCURRENCY = 16
+CONNECT_WAIT_SECONDS = 4.0
+_gate = threading.BoundedSemaphore(CONNECT_CONCURRENCY)
+
 
 def screen_rooms(screen: Screen, chain: list[int] | None = None) -> list[str]:
     chain = chain if chain is not None else revisions.chain_ids(screen.region)
@@ -127,6 +135,15 @@ class PlayerNamespace(Namespace):
         return super().trigger_event(event, *args)
 
     def on_connect(self, auth: Any = None) -> None:
+        if not _gate.acquire(timeout=CONNECT_WAIT_SECONDS):
+            metrics.screen_busy()
+            raise ConnectionRefusedError(protocol.BUSY)
+        try:
+            self._connect(auth)
+        finally:
+            _gate.release()
+
+    def _connect(self, auth: Any) -> None:
         auth = auth if isinstance(auth, dict) else {}
         token = auth.get("token")
         if not token and isinstance(auth.get("pairing"), str):

@@ -281,6 +281,8 @@ class FakeServer:
                     server.pair_sid = sid
                     self.emit(protocol.PAIRING, {"code": "654321", "expires_at": None}, to=sid)
                     return
+                if isinstance(auth, dict) and auth.get("token") == "busy-token-789":
+                    raise socketio.exceptions.ConnectionRefusedError(protocol.BUSY)
                 if not isinstance(auth, dict) or auth.get("token") not in server.tokens:
                     raise socketio.exceptions.ConnectionRefusedError("unknown token")
                 self.emit(protocol.WELCOME, WELCOME, to=sid)
@@ -332,6 +334,28 @@ def wait_for(work: queue.Queue[Any], want: Callable[[str, Any], bool],
         if want(*item):
             return seen
     raise AssertionError(f"not seen within {timeout} s; got {seen}")
+
+
+def test_a_busy_server_is_retried_with_the_short_backoff(
+    tmp_path: Path, fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caps: list[float] = []
+
+    def fake_backoff(attempt: int, base: float = 1.0, cap: float = 60.0) -> float:
+        caps.append(cap)
+        return 0.05
+
+    monkeypatch.setattr(client_module, "backoff", fake_backoff)
+    link = PlayerClient(fake_server.url, Store(tmp_path), queue.Queue(), version="1",
+                        size=(1280, 720), config_token="busy-token-789")
+    link.start()
+    try:
+        seen = wait_for(link.work, lambda c, p: c == "status" and p["state"] == "offline"
+                        and p["reason"] == protocol.BUSY)
+        assert not any(c == "status" and p["state"] == "refused" for c, p in seen)
+    finally:
+        link.stop()
+    assert caps and set(caps) == {client_module.BACKOFF_MAX}  # never the refused screen's
 
 
 def test_refused_then_pairing_then_paired(tmp_path: Path, fake_server: FakeServer,
