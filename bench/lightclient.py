@@ -65,6 +65,7 @@ from player import protocol  # noqa: E402
 NS = protocol.NAMESPACE
 CONNECT_TIMEOUT = 10.0  # player.client.CONNECT_TIMEOUT
 BACKOFF_BASE, BACKOFF_MAX = 1.0, 60.0  # player.client.BACKOFF_BASE / BACKOFF_MAX
+REFUSED_MIN, REFUSED_MAX = 15.0, 300.0  # player.client.REFUSED_BACKOFF_MIN / _MAX
 _ZERO_MASK = b"\x00\x00\x00\x00"
 
 
@@ -163,22 +164,9 @@ class Link:
 class Screen:
     """One simulated screen and what it has received."""
 
-    __slots__ = (
-        "alerts",
-        "connected",
-        "connects",
-        "drops",
-        "failures",
-        "first_connected",
-        "first_held",
-        "index",
-        "link",
-        "notices",
-        "revision",
-        "sync_id",
-        "token",
-        "url",
-    )
+    __slots__ = ("alerts", "busy", "connected", "connects", "drops", "failures",
+                 "first_connected", "first_held", "index", "link", "notices", "refused",
+                 "revision", "sync_id", "token", "url")
 
     def __init__(self, index: int, token: str, url: str) -> None:
         self.index, self.token, self.url = index, token, url
@@ -187,7 +175,8 @@ class Screen:
         self.first_held: dict[str, float] = {}  # code -> when it was first held
         self.alerts: dict[str, float] = {}  # "code:version" -> when it was first received
         self.connected = False
-        self.connects = self.drops = self.failures = 0
+        self.connects = self.drops = self.failures = self.busy = 0
+        self.refused = False  # the last attempt was refused (not busy): the slow backoff
         self.first_connected = 0.0
         self.link: Link | None = None
         self.sync_id = 0
@@ -297,8 +286,16 @@ class Screen:
                 elif text.startswith(f"40{NS},"):
                     break
                 elif text.startswith(f"44{NS},"):
+                    # Refused: "busy" (protocol.BUSY) is retried like a drop, anything else
+                    # slowly, as the player does.
+                    reason = json.loads(text[len(NS) + 3:] or "{}")
+                    message = reason.get("message") if isinstance(reason, dict) else reason
                     self.failures += 1
-                    stats.last_error = "refused: " + text[len(NS) + 3:]
+                    if message == getattr(protocol, "BUSY", None):
+                        self.busy += 1
+                    else:
+                        self.refused = True
+                        stats.last_error = f"refused: {message}"
                     link.close()
                     return None
                 elif text.startswith(f"42{NS},"):  # events sent before the connect ack
@@ -364,7 +361,11 @@ class Screen:
                 gevent.sleep(backoff(0))
             else:
                 attempt += 1
-                gevent.sleep(backoff(attempt))
+                if self.refused:
+                    self.refused = False
+                    gevent.sleep(backoff(attempt, REFUSED_MIN, REFUSED_MAX))
+                else:
+                    gevent.sleep(backoff(attempt))
 
 
 class Stats:
@@ -393,6 +394,7 @@ def answer(screens: list[Screen], stats: Stats, command: dict[str, Any]) -> dict
             "connects": sum(s.connects for s in screens),
             "drops": sum(s.drops for s in screens),
             "failures": sum(s.failures for s in screens),
+            "busy": sum(s.busy for s in screens),
             "last_first_connect": stats.last_first_connect,
             "last_error": stats.last_error,
             "last_drop": stats.last_drop,

@@ -512,7 +512,7 @@ class Pool:
     def status(self) -> dict[str, Any]:
         replies = self.ask({"cmd": "status"})
         total: dict[str, Any] = {k: sum(r[k] for r in replies) for k in (
-            "screens", "connected", "ever_connected", "connects", "drops", "failures")}
+            "screens", "connected", "ever_connected", "connects", "drops", "failures", "busy")}
         total["last_first_connect"] = max(r["last_first_connect"] for r in replies)
         total["last_error"] = next((r["last_error"] for r in replies if r["last_error"]), "")
         total["last_drop"] = next((r["last_drop"] for r in replies if r["last_drop"]), "")
@@ -551,7 +551,8 @@ class Pool:
             raise
         seconds = max(1e-6, last["last_first_connect"] - self.started)
         return {"screens": self.size, "seconds": round(seconds, 2),
-                "per_second": round(self.size / seconds, 1), "failures": last["failures"]}
+                "per_second": round(self.size / seconds, 1), "failures": last["failures"],
+                "busy_refusals": last["busy"]}
 
     def wait_holding(self, code: str, since: float, timeout: float) -> dict[str, Any]:
         """Until every screen holds notice `code` (or `timeout`): latencies from `since`."""
@@ -772,6 +773,7 @@ class Run:
             "connected": after["connected"],
             "reconnects": after["connects"] - before["connects"],
             "failed_attempts": after["failures"] - before["failures"],
+            "busy_refusals": after["busy"] - before["busy"],
             "latency_from_stop": {k: back[k] for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
             "admin": sampler.report(),
         }
@@ -941,7 +943,8 @@ def markdown(report: dict[str, Any]) -> str:
                           for p, v in s["admin"]["pages"].items())
         add("reconnect storm: all back at the new revision",
             f"{fmt(s['all_back_s'])} s after SIGTERM (server down {fmt(s['down_s'])} s), "
-            f"{s['missed']} missed, {s['at_revision']:,}/{n:,} at revision {s['revision']}",
+            f"{s['missed']} missed, {s['at_revision']:,}/{n:,} at revision {s['revision']}; "
+            f"{s['failed_attempts']:,} failed attempts ({s.get('busy_refusals', 0):,} busy)",
             "≤ 60 s, none missed")
         add("reconnect storm: admin pages meanwhile",
             f"{pages}; {s['admin']['errors']} errors", "answers throughout")
