@@ -51,6 +51,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import urllib.error
@@ -944,7 +945,8 @@ def markdown(report: dict[str, Any]) -> str:
         add("reconnect storm: all back at the new revision",
             f"{fmt(s['all_back_s'])} s after SIGTERM (server down {fmt(s['down_s'])} s), "
             f"{s['missed']} missed, {s['at_revision']:,}/{n:,} at revision {s['revision']}; "
-            f"{s['failed_attempts']:,} failed attempts ({s.get('busy_refusals', 0):,} busy)",
+            f"{s['failed_attempts']:,} failed attempts"
+            + (f" ({s['busy_refusals']:,} busy)" if s.get("busy_refusals") is not None else ""),
             "≤ 60 s, none missed")
         add("reconnect storm: admin pages meanwhile",
             f"{pages}; {s['admin']['errors']} errors", "answers throughout")
@@ -977,9 +979,10 @@ def update_docs(path: Path, report: dict[str, Any], table: str) -> None:
     """Replace the generated part of the "Scale" section (adding the section if needed)."""
     block = "\n".join([
         BEGIN,
-        f"Measured {report['finished']} with {report['screens']:,} screens "
-        f"({report['serving']}, {report['database']}, {report['client_procs']} client "
-        f"processes on the same machine): {machine_line(report['machine'])}.",
+        textwrap.fill(
+            f"Measured {report['finished']} with {report['screens']:,} screens "
+            f"({report['serving']}, {report['database']}, {report['client_procs']} client "
+            f"processes on the same machine): {machine_line(report['machine'])}.", 96),
         "",
         "```",
         report["command"],
