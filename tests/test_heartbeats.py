@@ -6,10 +6,12 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from flask import Flask
 from sqlalchemy import event, select
 
+from server import signals
 from server.extensions import db
-from server.models import Screen, ScreenDay
+from server.models import PairingRequest, Screen, ScreenDay
 from server.models.base import utcnow
 from server.services import heartbeats, presence
 from server.services import screens as screen_service
@@ -113,3 +115,51 @@ def test_without_the_loop_each_heartbeat_is_written_at_once(world: World) -> Non
     w = heartbeats.HeartbeatWriter()
     w.note(screen.id, {"showing": "NOW"}, "sid-1")
     assert w.pending() == 0 and fresh(screen).state == {"showing": "NOW"}
+
+
+def test_connects_are_written_together_then_announced(
+    app: Flask, world: World, writer: heartbeats.HeartbeatWriter
+) -> None:
+    made = [screen_service.provision(None, world.village, f"屏{i}")[0] for i in range(3)]
+    heard: list[dict[str, object]] = []
+
+    def listener(_sender: object, **kw: object) -> None:
+        heard.append(kw)
+
+    signals.screen_presence.connect(listener)
+    try:
+        for i, screen in enumerate(made):
+            writer.connected(screen.id, f"sid-{i}", "10.0.0.9", screen.code, [1, 2, 3])
+        assert not fresh(made[0]).online and heard == []  # nothing before the pass
+        assert writer.flush() == 3
+    finally:
+        signals.screen_presence.disconnect(listener)
+    for i, screen in enumerate(made):
+        now = fresh(screen)
+        assert now.online and now.connected_sid == f"sid-{i}" and now.last_ip == "10.0.0.9"
+        assert screen_service.is_online(now)
+    assert sorted(str(h["code"]) for h in heard) == sorted(s.code for s in made)
+    assert all(h["online"] is True and h["region_ids"] == [1, 2, 3] for h in heard)
+
+
+def test_a_connect_gone_before_the_pass_is_never_written(
+    world: World, writer: heartbeats.HeartbeatWriter
+) -> None:
+    screen, _token = screen_service.provision(None, world.village, "屏")
+    writer.connected(screen.id, "sid-1", None, screen.code, [1])
+    assert writer.forget(screen.id) is True  # the namespace then has nothing to undo
+    assert writer.forget(screen.id) is False
+    assert writer.flush() == 0 and not fresh(screen).online
+
+
+def test_a_written_connect_forgets_the_pairing_token(
+    world: World, writer: heartbeats.HeartbeatWriter
+) -> None:
+    request = screen_service.start_pairing("s" * 32, 1920, 1080)
+    screen = screen_service.claim_pairing(world.town_editor, request.code, world.village, "配对屏")
+    db.session.refresh(request)
+    assert request.token is not None  # kept until the player has used it
+    writer.connected(screen.id, "sid-1", None, screen.code, [1])
+    writer.flush()
+    db.session.expire_all()
+    assert db.session.get(PairingRequest, request.id).token is None  # type: ignore[union-attr]

@@ -163,9 +163,9 @@ class PlayerNamespace(Namespace):
         snap = playlist.snapshot(screen)
         hello = welcome(screen, snap.revision)  # before the commit below expires `screen`
         ip = client_ip()
-        screen_service.record_connect(screen, sid, ip)
+        # Online, seen today, announced to the dashboard: written behind, with the others.
+        heartbeats.writer.connected(screen_id, sid, ip, code, chain)
         metrics.screen_connected(code, sid, ip)
-        presence.announce_ids(screen_id, code, chain, online=True)
         # Alerts before anything else: a screen coming back shows any alert in force first.
         dispatcher.register(sid, screen_id, chain)
         _reply(protocol.WELCOME, hello)
@@ -239,10 +239,11 @@ class PlayerNamespace(Namespace):
         dispatcher.forget(sid)
         if screen_id is None:
             return
-        heartbeats.writer.forget(screen_id)
+        # Gone before its connect was written: nothing to undo, nobody was told.
+        unwritten = heartbeats.writer.forget(screen_id)
         screen = db.session.get(Screen, screen_id)
         metrics.screen_disconnected(screen.code if screen else screen_id, sid, reason)
-        if screen is not None:
+        if screen is not None and not unwritten:
             screen_service.record_disconnect(screen, sid)
             if not screen.online:
                 presence.announce(screen, online=False)
