@@ -102,6 +102,11 @@ def test_update_docs_replaces_only_its_own_block(tmp_path: Path) -> None:
     assert text.count(load.BEGIN) == 1 and "| second |" in text and "| first |" not in text
     assert "prose kept" in text and "## Later\n\nmore" in text and "## One screen" in text
     assert text.index(load.BEGIN) < text.index("## Later")
+    load.update_docs(docs, {**report, "scenarios": ["redis"]}, "| two processes |")
+    load.update_docs(docs, report, "| third |")
+    text = docs.read_text()
+    assert "| two processes |" in text and "| third |" in text and "| second |" not in text
+    assert text.index("| third |") < text.index("| two processes |") < text.index("## Later")
 
 
 def test_percentiles_use_the_nearest_rank() -> None:
