@@ -36,6 +36,7 @@ from server.services import revisions
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
+YIELD_EVERY = 250  # sends between letting the connections' writers run
 MAX_BACKOFF = 60.0
 
 
@@ -197,7 +198,9 @@ class AlertDispatcher:
         stamp = utcnow()
         began = time.monotonic()
         server_time = alert_service.iso(stamp)
-        for sid, peer, fp, payloads, _alerts in sends:
+        for n, (sid, peer, fp, payloads, _alerts) in enumerate(sends, 1):
+            if n % YIELD_EVERY == 0:
+                socketio.sleep(0)  # the writers send what is queued: the first screens see it
             if peer.attempts > 1:
                 log.info("alerts to screen %s again (attempt %d)", peer.screen_id, peer.attempts)
             self._emit(

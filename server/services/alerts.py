@@ -552,9 +552,11 @@ def _chunks(ids: list[int]) -> Iterable[list[int]]:
         yield ids[i : i + CHUNK]
 
 
-def _ensure_rows(alert: Alert, screen_ids: Iterable[int]) -> None:
+def _ensure_rows(alert: Alert, screen_ids: Iterable[int], now: datetime | None = None,
+                 ) -> set[int]:
     """Delivery rows for the alert's current version exist for these screens (Core statements:
-    a pass for 10,000 screens must not build 10,000 ORM objects)."""
+    a pass for 10,000 screens must not build 10,000 ORM objects). The rows made here count as
+    sent once at `now` when it is given. Returns the screens whose rows were made."""
     table = AlertDelivery.__table__
     db.session.execute(
         sql_update(table)
@@ -562,24 +564,23 @@ def _ensure_rows(alert: Alert, screen_ids: Iterable[int]) -> None:
         .values(version=alert.version, attempts=0, acked_at=None, latency_ms=None,
                 first_sent_at=None, last_sent_at=None)
     )
-    wanted = sorted(set(screen_ids))
-    existing: set[int] = set()
-    for chunk in _chunks(wanted):
-        existing.update(db.session.scalars(
-            select(table.c.screen_id).where(table.c.alert_id == alert.id,
-                                            table.c.screen_id.in_(chunk))))
-    missing = [sid for sid in wanted if sid not in existing]
+    existing = set(db.session.scalars(
+        select(table.c.screen_id).where(table.c.alert_id == alert.id)))
+    missing = sorted(set(screen_ids) - existing)
     if missing:
+        sent = {"attempts": 1, "first_sent_at": now, "last_sent_at": now} if now else {
+            "attempts": 0}
         db.session.execute(table.insert(), [
-            {"alert_id": alert.id, "screen_id": sid, "version": alert.version, "attempts": 0}
+            {"alert_id": alert.id, "screen_id": sid, "version": alert.version, **sent}
             for sid in missing
         ])
+    return set(missing)
 
 
 def record_sends(sends: Iterable[tuple[int, Iterable[int]]],
                  now: datetime | None = None) -> None:
     """One more send to each screen of these alerts (screen id, alert ids): the dispatcher
-    calls this once per pass."""
+    calls this once per pass. A first send makes the row; later ones count up."""
     now = now or utcnow()
     by_alert: dict[int, list[int]] = {}
     for screen_id, ids in sends:
@@ -589,9 +590,9 @@ def record_sends(sends: Iterable[tuple[int, Iterable[int]]],
         return
     table = AlertDelivery.__table__
     for alert in db.session.scalars(select(Alert).where(Alert.id.in_(list(by_alert)))):
-        screen_ids = sorted(set(by_alert[alert.id]))
-        _ensure_rows(alert, screen_ids)
-        for chunk in _chunks(screen_ids):
+        screen_ids = set(by_alert[alert.id])
+        again = sorted(screen_ids - _ensure_rows(alert, screen_ids, now))
+        for chunk in _chunks(again):
             db.session.execute(
                 sql_update(table)
                 .where(table.c.alert_id == alert.id, table.c.screen_id.in_(chunk),
