@@ -290,3 +290,28 @@ def test_unanswered_sends_are_retried_with_backoff(app: Flask, world: World) -> 
     row = db.session.query(AlertDelivery).filter_by(alert_id=alert.id).one()
     assert row.attempts == 2 and row.acked_at is None
     assert [retry_after(n) for n in range(1, 7)] == [5, 10, 20, 40, 60, 60]
+
+
+def test_a_failed_dispatch_pass_does_not_end_the_loop(app: Flask) -> None:
+    """A pass that raises (say, a pool timeout) is logged and rolled back; the next one runs."""
+    import threading
+
+    from server.realtime.alert_dispatch import AlertDispatcher
+
+    dispatcher = AlertDispatcher()  # its own: the loop thread outlives this test
+    passes: list[bool] = []
+    again = threading.Event()
+
+    def run_pass(*, force: bool = False) -> None:
+        passes.append(force)
+        if len(passes) == 1:
+            raise RuntimeError("QueuePool limit reached")
+        again.set()
+        dispatcher._running = False
+        dispatcher.run_pass = lambda **_kw: None  # type: ignore[method-assign]
+
+    dispatcher.run_pass = run_pass  # type: ignore[method-assign]
+    dispatcher.start(app)
+    dispatcher.wake()
+    assert again.wait(10), passes
+    assert len(passes) >= 2

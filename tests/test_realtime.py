@@ -344,3 +344,27 @@ def test_moving_a_connected_screen_swaps_its_rooms(app: Flask, world: World) -> 
     assert player.deltas() == []
     notices.withdraw(world.county_editor, new, "撤")
     assert [d["op"] for d in player.deltas()] == ["remove"]
+
+
+def test_rooms_are_indexed_per_connection_and_left_whole_on_disconnect(
+    app: Flask, world: World
+) -> None:
+    from server.realtime import rooms
+
+    manager = socketio.server.manager
+    assert isinstance(manager, rooms.RoomIndex)
+    a = Player(app, world.village, "甲")
+    b = Player(app, world.village, "乙")
+    sid_a = a.client.eio_sid and manager.sid_from_eio_sid(a.client.eio_sid, NS)
+    assert sid_a is not None
+    chain = [f"region:{r}" for r in revisions.chain_ids(world.village)]
+    expected = {*chain, f"at:{world.village.id}", f"screen:{a.screen.id}", sid_a}
+    assert set(manager.get_rooms(sid_a, NS)) == expected
+    assert all(sid_a in manager.rooms[NS][room] for room in expected)
+
+    a.client.disconnect(NS)
+    assert manager.get_rooms(sid_a, NS) == []
+    assert not any(sid_a in members for members in manager.rooms[NS].values())
+    assert f"screen:{a.screen.id}" not in manager.rooms[NS]  # its own room is gone
+    assert all(r in manager.rooms[NS] for r in chain)  # the village's rooms stay for 乙
+    assert b.client.is_connected(NS)

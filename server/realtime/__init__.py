@@ -59,7 +59,7 @@ def _origins(app: Flask) -> list[str] | None:
 
 def init_app(app: Flask) -> None:
     global _registered
-    from server.realtime import dashboard_namespace, player_namespace, push
+    from server.realtime import dashboard_namespace, player_namespace, push, rooms
     from server.realtime.alert_dispatch import dispatcher
     from server.realtime.player_namespace import PlayerNamespace
     from server.services import heartbeats
@@ -85,9 +85,8 @@ def init_app(app: Flask) -> None:
         "ping_interval": 25,
         "ping_timeout": 20,
     }
-    if queue:
-        options["message_queue"] = queue
-        options["channel"] = (
-            app.config.get("SOCKETIO_CHANNEL") or os.environ.get("SOCKETIO_CHANNEL") or "cunping"
-        )
+    channel = app.config.get("SOCKETIO_CHANNEL") or os.environ.get("SOCKETIO_CHANNEL") or "cunping"
+    # python-socketio's managers (Redis when a queue is set), with an index from each connection
+    # to its rooms: see server/realtime/rooms.py.
+    options["client_manager"] = rooms.client_manager(queue, channel)
     socketio.init_app(app, **options)

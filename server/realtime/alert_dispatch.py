@@ -132,12 +132,13 @@ class AlertDispatcher:
                 self._wake.wait(POLL_SECONDS)
                 forced = self._wake.is_set()
                 self._wake.clear()
-                try:
-                    with app.app_context():
+                with app.app_context():
+                    try:
                         self.run_pass(force=forced)
-                except Exception:  # the next pass retries; deliveries stay unacknowledged
-                    log.exception("alert dispatch pass failed")
-                    db.session.rollback()
+                    except Exception:  # the next pass retries; deliveries stay unacknowledged
+                        log.exception("alert dispatch pass failed")
+                        db.session.rollback()  # (inside the context: outside it, this raised
+                        # and ended the loop for good — no alert left the process after)
 
         return socketio.start_background_task(loop)
 

@@ -1,0 +1,80 @@
+"""python-socketio's client managers with an index from each connection to its rooms.
+
+python-socketio finds the rooms of a connection that goes away by scanning every room of the
+namespace (`BaseManager.basic_disconnect`, a bidict membership test per room). Every connection
+is a room of its own, and each screen joins a room per region of its chain and one for itself:
+at 10,000 screens a disconnect, or a handshake refused as busy, scans some 21,000 rooms —
+several milliseconds each. In a reconnect storm that is thousands a second, and the process
+spent most of its time there (py-spy, bench/load.py). With the index a disconnect touches only
+the connection's own rooms; everything else is python-socketio's own code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import socketio
+
+
+class RoomIndex:
+    """Mixin for a python-socketio client manager (before it in the bases)."""
+
+    rooms: dict[Any, dict[Any, Any]]
+    callbacks: dict[str, Any]
+    pending_connect: dict[str, list[str]]
+    pending_disconnect: dict[str, list[str]]
+
+    def _rooms_of(self) -> dict[tuple[str, str], set[Any]]:
+        index: dict[tuple[str, str], set[Any]] | None = self.__dict__.get("_room_index")
+        if index is None:
+            index = self.__dict__["_room_index"] = {}
+        return index
+
+    def basic_enter_room(self, sid: str, namespace: str, room: Any,
+                         eio_sid: str | None = None) -> None:
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)  # type: ignore[misc]
+        self._rooms_of().setdefault((namespace, sid), set()).add(room)
+
+    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
+        super().basic_leave_room(sid, namespace, room)  # type: ignore[misc]
+        index = self._rooms_of()
+        rooms = index.get((namespace, sid))
+        if rooms is not None:
+            rooms.discard(room)
+            if not rooms:
+                del index[(namespace, sid)]
+
+    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        """BaseManager.basic_disconnect, leaving the connection's own rooms only."""
+        if namespace not in self.rooms:
+            return
+        for room in list(self._rooms_of().get((namespace, sid), ())):
+            self.basic_leave_room(sid, namespace, room)
+        self._rooms_of().pop((namespace, sid), None)
+        if sid in self.callbacks:
+            del self.callbacks[sid]
+        for pending in (self.pending_connect, self.pending_disconnect):
+            if namespace in pending and sid in pending[namespace]:
+                pending[namespace].remove(sid)
+                if len(pending[namespace]) == 0:
+                    del pending[namespace]
+
+    def get_rooms(self, sid: str, namespace: str) -> list[Any]:
+        return [r for r in self._rooms_of().get((namespace, sid), ()) if r is not None]
+
+
+class Manager(RoomIndex, socketio.Manager):
+    """One process."""
+
+
+class RedisManager(RoomIndex, socketio.RedisManager):
+    """Several processes with a Redis message queue."""
+
+
+def client_manager(queue: str | None, channel: str) -> socketio.Manager:
+    """The manager for this process: Redis when a queue URL is given."""
+    if queue:
+        if not queue.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"SOCKETIO_MESSAGE_QUEUE must be a redis:// URL, not {queue!r}")
+        return RedisManager(queue, channel=channel, write_only=False)
+    return Manager()
