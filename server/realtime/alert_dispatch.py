@@ -71,6 +71,7 @@ class AlertDispatcher:
         self._loaded_at = 0.0
         self._acks: list[tuple[int, list[str], datetime, str, str]] = []
         self._running = False
+        self._force = False  # the next pass re-reads the alerts (they changed)
         self._emit: Callable[..., Any] = socketio.emit
         self._app: Flask | None = None
 
@@ -114,6 +115,7 @@ class AlertDispatcher:
     def wake(self, app: Flask | None = None) -> None:
         """An alert changed in this process: a pass now (the loop's, or right here)."""
         if self._running:
+            self._force = True
             self._wake.set()
         elif app is not None:
             with app.app_context():
@@ -128,13 +130,21 @@ class AlertDispatcher:
         self._running = True
 
         def loop() -> None:
+            last_pass = 0.0
             while True:
                 self._wake.wait(POLL_SECONDS)
-                forced = self._wake.is_set()
                 self._wake.clear()
+                forced, self._force = self._force, False
                 with app.app_context():
                     try:
-                        self.run_pass(force=forced)
+                        # Acknowledgements alone (a thousand a second when screens connect)
+                        # are only written; a whole pass over every peer runs when alerts
+                        # changed, or once a POLL_SECONDS.
+                        if forced or time.monotonic() - last_pass >= POLL_SECONDS:
+                            last_pass = time.monotonic()
+                            self.run_pass(force=forced)
+                        else:
+                            self._flush_acks()
                     except Exception:  # the next pass retries; deliveries stay unacknowledged
                         log.exception("alert dispatch pass failed")
                         db.session.rollback()  # (inside the context: outside it, this raised
