@@ -314,9 +314,10 @@ class Screen:
     def _serve(self, link: Link, stats: Stats, heartbeat: bool) -> None:
         silence = 45.0  # pingInterval + pingTimeout (25 + 20 s): the server is gone
         last_heard = time.monotonic()
-        # As the player: the first heartbeat at once, the first reconcile a period later.
+        # As the player: the first heartbeat at once, the first reconcile within the second
+        # half of the period (spread, so a storm's reconnects do not all reconcile together).
         next_heartbeat = time.monotonic() if heartbeat else float("inf")
-        next_sync = time.monotonic() + protocol.RECONCILE_SECONDS
+        next_sync = time.monotonic() + protocol.RECONCILE_SECONDS * random.uniform(0.5, 1.0)
         prefix_event, prefix_ack = f"42{NS},", f"43{NS},"
         while True:
             now = time.monotonic()

@@ -323,7 +323,10 @@ class PlayerClient:
     def _serve(self, sio: socketio.Client) -> None:
         """While connected: heartbeats, reconcile, requested resyncs, reconnect requests."""
         next_heartbeat = time.monotonic()
-        next_sync = time.monotonic() + protocol.RECONCILE_SECONDS
+        # The first reconcile somewhere in the second half of the period: after a server
+        # restart every screen reconnects within a minute, and their reconciles must not all
+        # come due in the same minute three minutes later.
+        next_sync = time.monotonic() + protocol.RECONCILE_SECONDS * random.uniform(0.5, 1.0)
         next_plays = time.monotonic() + PLAYS_FIRST_SECONDS
         while not self._stop.is_set() and sio.connected:
             if self._reconnect:
