@@ -97,6 +97,19 @@ def test_boot_rate_of_a_town_user_is_per_village_and_a_day_without_screens_has_n
     assert rates.totals[TODAY] == presence.Rate(1, 1)
 
 
+def test_days_seen_before_a_screen_was_in_use_never_push_a_rate_past_100(world: World) -> None:
+    """Back-filled days (the demo's month of history for screens added today) or a wrong
+    clock: seen on a day the screen was not in use yet does not count."""
+    d1 = TODAY - timedelta(days=2)
+    screen = make(world.village, "新屏", TODAY)  # added today
+    seen(screen, d1, TODAY)
+    rates = presence.boot_rate([world.county], days=3, today=TODAY)
+    (town,) = rates.groups
+    assert rates.cell(town, d1) == presence.Rate(0, 0) and rates.cell(town, d1).rate is None
+    assert rates.group_total(town) == presence.Rate(1, 1)
+    assert rates.overall.percent == 100
+
+
 def test_seen_twice_a_day_is_one_row(world: World) -> None:
     screen = make(world.village, "屏", TODAY - timedelta(days=3))
     presence.seen(screen, at_local(TODAY, 8))

@@ -296,8 +296,8 @@ def boot_rate(roots: Sequence[Region], *, days: int = BOOT_RATE_DAYS,
     seen online that day (ScreenDay) / screens in use that day (`existed`).
 
     Counted in SQL per region and folded into groups here: a handful of statements and a few
-    thousand rows at most, however many screens and days (a screen is only ever seen while
-    it is in use, so a ScreenDay row always falls on a day the screen existed)."""
+    thousand rows at most, however many screens and days. Seen screens are counted per group
+    and day, capped at the screens in use there that day."""
     today = today or local_day(utcnow())
     span = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
     if not roots:
@@ -343,7 +343,9 @@ def boot_rate(roots: Sequence[Region], *, days: int = BOOT_RATE_DAYS,
         for region_id, created_at, revoked_at in changing:
             if created_at < end and (revoked_at is None or revoked_at >= start):
                 existing_n[group_of[region_id]] += 1
-        seen_n = seen[day]
+        # A screen seen on a day it was not in use yet (its days back-filled, a clock set
+        # wrong) does not count: a rate never passes 100 %.
+        seen_n = {g: min(seen[day][g], existing_n[g]) for g in groups}
         for group in groups:
             result.cells[(group, day)] = Rate(seen_n[group], existing_n[group])
         result.totals[day] = Rate(sum(seen_n[g] for g in groups),
