@@ -111,6 +111,9 @@ def _live_on(screen: Screen, now: datetime) -> list[Notice]:
 def _history(screen_list: list[Screen], now: datetime, rng: random.Random) -> None:
     today = local_day(now)
     for screen in screen_list:
+        # In use since before the month of history (the boot rate counts a screen's days only
+        # once it is in use).
+        screen.created_at = min(screen.created_at, now - timedelta(days=DAYS + 1))
         playlist = _live_on(screen, now)
         reliability = rng.uniform(0.75, 0.97)
         for age in range(DAYS, 0, -1):

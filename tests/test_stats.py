@@ -291,3 +291,8 @@ def test_the_demo_has_a_month_of_statistics_and_cadence_rules(app: Flask) -> Non
     # The demo player's screen is one of them, its token kept for `cunping demo --serve`.
     token = (Path(app.instance_path) / "demo-player" / "demo-screen-token").read_text().strip()
     assert screen_service.authenticate(token) is not None
+    # The dashboard's boot rate has the month too: screens in use since before it.
+    from server.services import presence
+
+    rates = presence.boot_rate(presence.dashboard_roots(admin))
+    assert rates.overall.percent is not None and 60 <= rates.overall.percent <= 100
