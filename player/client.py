@@ -130,6 +130,9 @@ class PlayerNamespace(socketio.ClientNamespace):
     def on_revoked(self, data: Any = None) -> None:
         self.link.handle(protocol.REVOKED, data)
 
+    def on_rejoin(self, data: Any = None) -> None:
+        self.link.handle(protocol.REJOIN, data)
+
     def on_alerts(self, data: Any = None) -> dict[str, Any] | None:
         # The return value is the Socket.IO acknowledgement. None sends an empty one, which
         # the server does not count (it sends the set again).
@@ -627,6 +630,11 @@ class PlayerClient:
         log.info("paired; reconnecting with the new token")
         self._reconnect = True
         self._wake.set()
+
+    def _on_rejoin(self, data: Any) -> None:
+        reason = data.get("reason") if isinstance(data, dict) else None
+        log.info("the server asks for a new connection (%s)", reason or "no reason given")
+        self._reconnect = True
 
     def _on_revoked(self, data: Any) -> None:
         reason = data.get("reason") if isinstance(data, dict) else None

@@ -72,6 +72,9 @@ NOTICE = "notice"  # {"revision": int, "op": "upsert"|"remove", "notice": Notice
 PAIRING = "pairing"  # {"code": "123456", "expires_at": iso}
 PAIRED = "paired"  # {"token": "..."}: keep it and reconnect with it
 REVOKED = "revoked"  # {"reason": "..."}: the token is no longer valid
+# {"reason": "..."}: close this connection and connect again — the screen was moved and the
+# server process holding the connection cannot give it its new rooms itself
+REJOIN = "rejoin"
 ALERTS = "alerts"  # {"alerts": [AlertPayload, ...], "server_time": iso}; ack {"have": [...]}
 SCREENSHOT = "screenshot"  # {"request": str}: answer with FRAME, the frame shown now
 # player -> server

@@ -142,13 +142,17 @@ def on_screen_changed(
         return
     screen = db.session.get(Screen, screen_id)
     server = socketio.server
-    if reason != "moved" or screen is None or not sid or server is None:
+    if reason != "moved" or screen is None or server is None:
         return
-    if not server.manager.is_connected(sid, protocol.NAMESPACE):
+    if not sid or not server.manager.is_connected(sid, protocol.NAMESPACE):
         # The connection lives in another server process, with its rooms and its alert
-        # dispatcher's record of the screen's regions: close it there (through the message
-        # queue); the player reconnects at once and joins its new region's rooms.
-        server.disconnect(sid, namespace=protocol.NAMESPACE)
+        # dispatcher's record of the screen's regions — or its connect is not written yet
+        # (services.heartbeats), so `sid` is unknown or an older one: close it there (through
+        # the message queue) and ask the player, wherever it is connected, to connect again;
+        # it then joins its new region's rooms.
+        _emit(protocol.REJOIN, {"reason": "moved"}, [f"screen:{screen_id}"])
+        if sid:
+            server.disconnect(sid, namespace=protocol.NAMESPACE)
         return
     from server.realtime.player_namespace import screen_rooms, welcome
 

@@ -87,6 +87,27 @@ def test_moving_a_screen_whose_connection_another_process_holds_closes_it_there(
     monkeypatch.setattr(server, "disconnect",
                         lambda sid, namespace=None, **kw: closed.append((sid, namespace)))
     monkeypatch.setattr(server, "enter_room", lambda sid, room, **kw: entered.append(room))
+    sent: list[tuple[str, Any, Any]] = []
+    monkeypatch.setattr(socketio, "emit",
+                        lambda event, data, to=None, **kw: sent.append((event, data, to)))
     screen_service.move(world.admin, screen, world.other_village)
     assert closed == [("sid-held-by-another-process", protocol.NAMESPACE)]
     assert entered == []
+    assert (protocol.REJOIN, {"reason": "moved"}, [f"screen:{screen.id}"]) in sent
+
+
+def test_moving_a_screen_whose_connect_is_not_written_yet_asks_its_player_to_rejoin(
+    app: Flask, world: World
+) -> None:
+    """Connects are written behind (services.heartbeats): a move within those seconds knows
+    no connection of the screen, and still reaches its player, through its room."""
+    screen, token = screen_service.provision(None, world.village, "屏")
+    client = socketio.test_client(app, namespace=protocol.NAMESPACE,
+                                  auth={"token": token, "revision": -1, "digest": ""})
+    assert client.is_connected(protocol.NAMESPACE)
+    client.get_received(protocol.NAMESPACE)
+    screen.online, screen.connected_sid = False, None  # as if the connect were still pending
+    db.session.commit()
+    screen_service.move(world.admin, screen, world.other_village)
+    got = [(e["name"], e["args"][0]) for e in client.get_received(protocol.NAMESPACE)]
+    assert (protocol.REJOIN, {"reason": "moved"}) in got

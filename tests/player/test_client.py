@@ -336,6 +336,25 @@ def wait_for(work: queue.Queue[Any], want: Callable[[str, Any], bool],
     raise AssertionError(f"not seen within {timeout} s; got {seen}")
 
 
+def test_rejoin_makes_the_player_connect_again(
+    tmp_path: Path, fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "backoff", lambda *a: 0.05)
+    link = PlayerClient(fake_server.url, Store(tmp_path), queue.Queue(), version="1",
+                        size=(1280, 720), config_token="good-token-123")
+    link.start()
+    try:
+        wait_for(link.work, lambda c, p: c == "welcome")
+        fake_server.sio.emit(protocol.REJOIN, {"reason": "moved"}, namespace=protocol.NAMESPACE)
+        deadline = time.monotonic() + 10
+        while sum(e == "connect" for e, _ in fake_server.events) < 2 \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sum(e == "connect" for e, _ in fake_server.events) >= 2
+    finally:
+        link.stop()
+
+
 def test_a_busy_server_is_retried_with_the_short_backoff(
     tmp_path: Path, fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
