@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from server import auth, cli, errors, i18n, logs, metrics, realtime, scheduler
+from server import auth, cli, database, errors, i18n, logs, metrics, realtime, scheduler
 from server.config import Config, finish_config
 from server.extensions import csrf, db, limiter, migrate
 
@@ -31,7 +31,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         n = app.config["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
-    db.init_app(app)
+    database.init_app(app)  # db.init_app, with the limits on waiting for the database
     migrate.init_app(
         app,
         db,
@@ -48,9 +48,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     realtime.init_app(app)
     logs.init_app(app)  # request ids and the access log
     metrics.init_app(app)  # /metrics; after realtime: it counts on the Socket.IO manager
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        with app.app_context():
-            _sqlite_pragmas()
 
     from admin import bp as admin_bp
     from server.api import bp as api_bp
@@ -62,18 +59,3 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     csrf.exempt(api_bp)  # the API authenticates every call with a token, not a cookie
     return app
 
-
-def _sqlite_pragmas() -> None:
-    """WAL lets the screens' readers and the editors' writes overlap; wait instead of failing."""
-    from sqlalchemy import event
-
-    engine = db.engine
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=5000")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask, g, request
 
 from server.extensions import db, login_manager
 from server.models import User
@@ -16,6 +16,8 @@ def init_app(app: Flask) -> None:
 
     @login_manager.user_loader
     def _load(user_id: str) -> User | None:
+        if g.get("database_unavailable"):  # the 503 page (server/errors.py): as for a visitor,
+            return None  # since loading the user would wait on the database again
         user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
         return user if user is not None and user.active else None
 

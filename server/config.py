@@ -19,12 +19,23 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
 class Config:
     """Settings for every environment; each may be overridden by an environment variable."""
 
     ENV = os.environ.get("CUNPING_ENV", "development")
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", "")
     SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict[str, Any]] = {"pool_pre_ping": True}
+    # Limits, in seconds, on waiting for the database (server/database.py, docs/operations.md):
+    # a database that stops answering costs a request this long and a 503, not a hang.
+    DB_CONNECT_TIMEOUT = _env_float("CUNPING_DB_CONNECT_TIMEOUT", 3)  # also a pooled ping's
+    DB_STATEMENT_TIMEOUT = _env_float("CUNPING_DB_STATEMENT_TIMEOUT", 10)  # 0: no limit
+    DB_POOL_TIMEOUT = _env_float("CUNPING_DB_POOL_TIMEOUT", 5)  # waiting for a free connection
+    DB_BUSY_TIMEOUT = _env_float("CUNPING_DB_BUSY_TIMEOUT", 5)  # SQLite: another process's lock
     # The public base URL printed in QR codes. Keep it short: every character can raise the QR
     # version and shrink its modules (see docs/architecture.md).
     PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://localhost:5000")
@@ -97,12 +108,11 @@ def finish_config(config: dict[str, Any], instance_path: str) -> None:
     config["SQLALCHEMY_DATABASE_URI"] = uri
     if uri.startswith("postgresql"):
         # One gevent worker runs thousands of handlers at once: a pool sized for that (the
-        # default 5 + 10 ran dry in a connect storm), and a wait shorter than a player's 10 s
-        # connect timeout. Keep processes × (size + overflow) under max_connections.
+        # default 5 + 10 ran dry in a connect storm). Keep processes × (size + overflow) under
+        # max_connections. The wait for a free connection is DB_POOL_TIMEOUT (server/database).
         options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
         options.setdefault("pool_size", _env_int("CUNPING_DB_POOL", 20))
         options.setdefault("max_overflow", _env_int("CUNPING_DB_OVERFLOW", 10))
-        options.setdefault("pool_timeout", 8)
         config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     if not config.get("UPLOAD_FOLDER"):
         config["UPLOAD_FOLDER"] = str(Path(instance_path) / "uploads")

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, g, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from server import database
 from server.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 10  # what a 503 for an unavailable database asks clients to wait
 
 
 def wants_json() -> bool:
@@ -58,6 +62,15 @@ def init_app(app: Flask) -> None:
             return json_error(code, message)
         return render_template("error.html", code=code, message=message), code
 
+    @app.errorhandler(SQLAlchemyError)
+    def _database(exc: SQLAlchemyError):  # type: ignore[no-untyped-def]
+        reason = database.unavailable_reason(exc)
+        if reason is None:
+            return _unexpected(exc)
+        # One line, no traceback: while the database is down every request would add one.
+        log.warning("database unavailable on %s %s: %s", request.method, request.path, reason)
+        return database_unavailable()
+
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
         log.exception("unhandled error on %s %s", request.method, request.path)
@@ -68,9 +81,25 @@ def init_app(app: Flask) -> None:
 
     @app.get("/healthz")
     def healthz():  # type: ignore[no-untyped-def]
-        from sqlalchemy import text
+        """200 when the database answers; 503 within about 2 s, naming what is down, when it
+        does not (server/database.py: a probe of its own with short limits)."""
+        health = database.probe()
+        if health.ok:
+            return jsonify({"status": "ok", "database": health.dialect})
+        body = {"status": "unavailable", "database": health.dialect,
+                "down": {"database": health.reason}, "ms": health.ms}
+        return jsonify(body), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
-        from server.extensions import db
 
-        db.session.execute(text("SELECT 1"))
-        return jsonify({"status": "ok", "database": db.engine.dialect.name})
+def database_unavailable():  # type: ignore[no-untyped-def]
+    """The 503 answer of a request the database could not serve: a page or JSON, and
+    Retry-After. Rendering it must not touch the database again: with
+    `g.database_unavailable` set the signed-in user is not loaded (server/auth.py)."""
+    g.database_unavailable = True
+    message = _("The database is unavailable at the moment. Nothing was changed: "
+                "please try again in a minute.")
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if wants_json():
+        response, status = json_error(503, message, unavailable="database")
+        return response, status, headers
+    return render_template("error.html", code=503, message=message), 503, headers

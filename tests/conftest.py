@@ -17,7 +17,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from server import create_app
+from server import create_app, database
 from server.extensions import db
 from server.models import Region, Role, User
 from server.services import regions as region_service
@@ -92,6 +92,7 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
         yield application
         db.session.remove()
         db.engine.dispose()
+        database.dispose(application)  # /healthz's own pool
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from server.database import unlimited
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
@@ -90,7 +92,9 @@ def run_migrations_online():
 
     connectable = get_engine()
 
-    with connectable.connect() as connection:
+    # Without the serving limits on statements (server/database.py): a migration rewrites
+    # whole tables and takes as long as that takes.
+    with connectable.connect() as connection, unlimited(connection):
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
