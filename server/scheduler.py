@@ -12,6 +12,9 @@ from typing import Any
 import click
 from flask import Flask
 
+from server.database import unavailable_reason
+from server.loops import LoopGuard
+
 log = logging.getLogger(__name__)
 
 
@@ -37,7 +40,9 @@ def _dashboard() -> None:
     for step in (presence.sweep_silent, digest.send_due):
         try:
             step()
-        except Exception:  # a failed mail must not stop notices being published
+        except Exception as error:  # a failed mail must not stop notices being published
+            if unavailable_reason(error):
+                raise  # the whole pass failed: the loop says so once (server/loops.py)
             log.exception("scheduler: %s failed", step.__name__)
             db.session.rollback()
 
@@ -47,14 +52,15 @@ def start(app: Flask, interval: float = 15.0) -> Any:
     gevent (cooperating with the screens' connections), a daemon thread otherwise."""
     from server.extensions import socketio
 
+    guard = LoopGuard("scheduler", log)
+
     def loop() -> None:
         while True:
-            try:
+            with guard.attempt():  # a failed pass is logged and retried, with back-off
                 changed = tick(app)
                 if changed:
                     log.info("scheduler changed notices %s", changed)
-            except Exception:  # keep the loop alive; the next pass retries
-                log.exception("scheduler pass failed")
+            guard.pause()
             socketio.sleep(interval)
 
     return socketio.start_background_task(loop)

@@ -29,6 +29,7 @@ from flask import Flask, current_app
 from player import protocol
 from server import metrics
 from server.extensions import db, socketio
+from server.loops import LoopGuard
 from server.models.base import utcnow
 from server.services import alerts as alert_service
 from server.services import revisions
@@ -129,13 +130,16 @@ class AlertDispatcher:
         """The background loop of `cunping serve` (a greenlet under gevent)."""
         self._running = True
 
+        guard = LoopGuard("alert dispatcher", log)  # logs failures once, backs off
+
         def loop() -> None:
             last_pass = 0.0
             while True:
+                guard.pause()
                 self._wake.wait(POLL_SECONDS)
                 self._wake.clear()
                 forced, self._force = self._force, False
-                with app.app_context():
+                with guard.attempt(), app.app_context():
                     try:
                         # Acknowledgements alone (a thousand a second when screens connect)
                         # are only written; a whole pass over every peer runs when alerts
@@ -146,9 +150,9 @@ class AlertDispatcher:
                         else:
                             self._flush_acks()
                     except Exception:  # the next pass retries; deliveries stay unacknowledged
-                        log.exception("alert dispatch pass failed")
                         db.session.rollback()  # (inside the context: outside it, this raised
                         # and ended the loop for good — no alert left the process after)
+                        raise  # to the guard
 
         return socketio.start_background_task(loop)
 

@@ -24,6 +24,7 @@ from flask import Flask
 from sqlalchemy import bindparam, or_, update
 
 from server.extensions import db
+from server.loops import LoopGuard
 from server.models import PairingRequest, Screen
 from server.models.base import utcnow
 
@@ -106,19 +107,19 @@ class HeartbeatWriter:
 
         self._running = True
 
+        guard = LoopGuard("heartbeat writer", log)
+
         def loop() -> None:
             while True:
+                guard.pause()  # after a failed pass: back-off (what failed is kept pending)
                 # Heartbeats every `interval`; a connect within CONNECT_SECONDS (gathered with
                 # the others of that moment): the revoke or move of a screen that has just
                 # connected needs its connection in the database to find it.
                 if self._soon.wait(interval):
                     self._soon.clear()
                     socketio.sleep(CONNECT_SECONDS)
-                try:
-                    with app.app_context():
-                        self.flush()
-                except Exception:  # kept pending; the next pass retries
-                    log.exception("writing heartbeats failed")
+                with guard.attempt(), app.app_context():
+                    self.flush()
 
         return socketio.start_background_task(loop)
 
