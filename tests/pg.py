@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -133,6 +134,54 @@ class PostgresServer:
                     raise
                 time.sleep(0.1)
         return self.url(name)
+
+    # --- faults, for tests of what the server does without its database ---
+
+    def pids(self) -> list[int]:
+        """The postmaster and every process it started (backends, checkpointer, …)."""
+        head = (self.folder / "data" / "postmaster.pid").read_text().split("\n", 1)[0]
+        postmaster = int(head)
+        children = []
+        for stat in glob.glob("/proc/[0-9]*/stat"):
+            try:
+                fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+            except OSError:  # ended meanwhile
+                continue
+            if int(fields[1]) == postmaster:
+                children.append(int(Path(stat).parent.name))
+        return [postmaster, *children]
+
+    def freeze(self) -> list[int]:
+        """SIGSTOP the whole server: it accepts TCP connections (the kernel does) and answers
+        nothing. Returns the processes stopped, for `thaw`."""
+        pids = self.pids()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        return pids
+
+    def thaw(self, pids: list[int]) -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                continue
+
+    def halt(self) -> None:
+        """Shut the server down (fast: connections are closed), keeping its data."""
+        self._pg_ctl("-m", "fast", "stop")
+
+    def restart(self) -> None:
+        """Start a halted server again on the same port."""
+        self._pg_ctl("-l", str(self.folder / "log"), "-o", self._options(), "start")
+
+    def _options(self) -> str:
+        return (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+
+    def _pg_ctl(self, *args: str) -> None:
+        subprocess.run([*self.as_user, str(self.bindir / "pg_ctl"), "-D",
+                        str(self.folder / "data"), "-w", *args], check=True,
+                       capture_output=True)
 
     def stop(self) -> None:
         subprocess.run(
