@@ -6,6 +6,8 @@ A frozen or dead PostgreSQL, with real processes: tests/e2e/test_database_faults
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -87,6 +89,55 @@ def test_an_exhausted_pool_answers_503_quickly_and_healthz_still_answers(limited
             health = limited.test_client().get("/healthz")
             assert health.status_code == 200, health.get_json()
     assert limited.test_client().get("/_count").status_code == 200
+
+
+def test_a_lock_held_by_another_process_is_waited_for_the_busy_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "instance" / "cunping.db"
+    app = create_app({**_config(tmp_path, "sqlite:///" + str(path)), "DB_BUSY_TIMEOUT": 0.5})
+
+    @app.get("/_write")  # (a GET: no CSRF token to fetch first)
+    def write() -> str:
+        db.session.execute(text("INSERT INTO t VALUES (1)"))
+        db.session.commit()
+        return "written"
+
+    with app.app_context():  # the app's first connection makes the file WAL, as in use
+        db.session.execute(text("CREATE TABLE t (x INTEGER)"))
+        db.session.commit()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process writing, for longer than allowed
+        started = time.monotonic()
+        response = app.test_client().get("/_write")
+        took = time.monotonic() - started
+        assert response.status_code == 503 and 0.4 < took < 2, (response.status_code, took)
+        other.execute("COMMIT")
+        assert app.test_client().get("/_write").status_code == 200
+    finally:
+        other.close()
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.mark.skipif("postgres" not in BACKENDS, reason="a PostgreSQL backend to freeze")
+def test_a_connection_whose_server_went_silent_is_given_up_and_closed(
+        postgres: PostgresServer) -> None:
+    """One backend stopped (SIGSTOP; the shared server's others run on): what the frozen
+    server of tests/e2e/test_database_faults.py does to every connection, here in threads."""
+    connection = database.SilenceLimited.connect(postgres.url("postgres").replace("+psycopg", ""),
+                                                 autocommit=True)
+    connection.answer_seconds = 0.5
+    backend = connection.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+    os.kill(backend, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(psycopg.OperationalError, match=r"did not answer within 0\.5 s"):
+            connection.execute("SELECT 1")
+        assert 0.4 < time.monotonic() - started < 2
+        assert connection.closed  # SQLAlchemy drops a closed connection from its pool
+    finally:
+        os.kill(backend, signal.SIGCONT)
+        connection.close()
 
 
 def test_migrations_run_without_the_statement_limit(limited: Flask) -> None:
