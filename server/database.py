@@ -147,9 +147,8 @@ def _pg_connect_args(connect: float, statement: float) -> dict[str, Any]:
 
 @dataclass
 class _State:
-    """Per app: its limits and /healthz's probe engine (made on first use)."""
+    """Per app: /healthz's probe engine (made on first use)."""
 
-    limits: Limits
     probe_engine: Engine | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -158,7 +157,7 @@ def init_app(app: Flask) -> None:
     """`db.init_app(app)` with the limits: engine options first (the engine is made there),
     then the engine's events."""
     limits = Limits.of(app.config)
-    app.extensions[_EXTENSION] = _State(limits)
+    app.extensions[_EXTENSION] = _State()
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
     for key, value in engine_options(uri, app.config).items():
