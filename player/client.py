@@ -168,8 +168,18 @@ class PlayerNamespace(socketio.ClientNamespace):
         # Acknowledged with an ALERTS_ACK event once saved; nothing sent (no ALERTS_ACK) when
         # the set was refused or could not be kept: the server sends it again.
         ack = self.link.handle_alerts(data)
-        if ack is not None:
+        if ack is None:
+            return
+        # A connecting screen gets its alerts first, before the server's connect answer:
+        # the acknowledgement waits for it (handlers run on threads of their own).
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while self.namespace not in (self.client.namespaces or {}) \
+                and time.monotonic() < deadline and self.client.eio.state == "connected":
+            time.sleep(0.01)
+        try:
             self.emit(protocol.ALERTS_ACK, ack)
+        except socketio.exceptions.SocketIOError as exc:  # gone: the server sends it again
+            log.warning("alerts acknowledgement not sent (%s)", exc)
 
     def on_screenshot(self, data: Any = None) -> None:
         self.link.handle(protocol.SCREENSHOT, data)

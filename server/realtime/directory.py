@@ -78,9 +78,9 @@ class Directory:
         regions = {rid: (name, _chain(path, rid)) for rid, name, path in db.session.execute(
             select(Region.id, Region.name, Region.path)
         )}
-        revs = dict(db.session.execute(
+        revs = {rid: rev for rid, rev in db.session.execute(
             select(RegionRevision.region_id, RegionRevision.revision)
-        ).tuples().all())
+        )}
         by_hash: dict[str, ScreenEntry] = {}
         for sid, code, name, region_id, token_hash, width, height, orientation in rows:
             chain = regions.get(region_id, ("", (region_id,)))[1]
@@ -112,8 +112,8 @@ class Directory:
         changed = db.session.execute(
             select(RegionRevision.region_id, RegionRevision.revision)
             .where(RegionRevision.revision > self.counter)
-        ).tuples().all()
-        self.note(changed, counter)
+        ).all()
+        self.note([(rid, rev) for rid, rev in changed], counter)
         return True
 
     def lookup(self, token_hash: str) -> ScreenEntry | None:

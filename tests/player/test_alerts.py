@@ -70,6 +70,7 @@ class Sent:
 
     def __init__(self) -> None:
         self.events: list[tuple[str, Any, str | None]] = []
+        self.namespaces = {protocol.NAMESPACE: "sid"}
 
     def emit(self, event: str, data: Any = None, namespace: str | None = None,
              callback: Any = None) -> None:
