@@ -89,9 +89,14 @@ def retry_hint(exc: BaseException | None, last_error: Any) -> float | None:
     upgrade's response as the cause of its ConnectionError; over long-polling the 503's JSON
     body reaches connect_error."""
     if isinstance(last_error, dict) and last_error.get("message") == protocol.BUSY:
-        value = last_error.get("retry_after")
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+        # The 503's body (long-polling), or a connect the server could not finish
+        # (ConnectionRefusedError(BUSY, {"retry_after": s}) puts it under "data").
+        extra = last_error.get("data")
+        for value in (last_error.get("retry_after"),
+                      extra.get("retry_after") if isinstance(extra, dict) else None):
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+        return 1.0
     seen = 0
     while exc is not None and seen < 8:
         if getattr(exc, "status_code", None) == 503:

@@ -181,3 +181,29 @@ def test_a_player_ahead_of_this_process_makes_it_read_the_revisions(
     assert answer == {"status": "snapshot", "revision": current}
     [snapshot] = received(client, protocol.SNAPSHOT)
     assert notice.code in {n["code"] for n in snapshot["notices"]}
+
+
+def test_a_connect_that_fails_on_the_servers_side_is_refused_as_busy_and_left_clean(
+    app: Flask, world: World, serving: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socketio as python_socketio
+
+    from server.realtime.player_namespace import RETRY_AFTER_ERROR, PlayerNamespace
+    from server.services import playlist
+
+    _screen, token = screen_service.provision(None, world.village, "屏")
+
+    def down(*_args: Any, **_kwargs: Any) -> Any:
+        raise OSError("database unavailable")
+
+    monkeypatch.setattr(playlist, "snapshot_at", down)
+    rt = state(app)
+    namespace = PlayerNamespace(rt)
+    with pytest.raises(python_socketio.exceptions.ConnectionRefusedError) as err:
+        namespace.on_connect("sid-x", {}, {"token": token, "revision": -1, "digest": ""})
+    assert err.value.error_args == {"message": protocol.BUSY,
+                                    "data": {"retry_after": RETRY_AFTER_ERROR}}
+    assert rt.get("sid-x") is None and "sid-x" not in rt.dispatcher._peers
+    from player.client import retry_hint
+
+    assert retry_hint(None, err.value.error_args) == RETRY_AFTER_ERROR

@@ -188,3 +188,15 @@ def test_a_written_connect_forgets_the_pairing_token(
     writer.flush()
     db.session.expire_all()
     assert db.session.get(PairingRequest, request.id).token is None  # type: ignore[union-attr]
+
+
+def test_a_late_disconnect_of_an_old_connection_keeps_the_new_ones_pending_connect(
+    world: World, writer: heartbeats.HeartbeatWriter
+) -> None:
+    screen, _token = screen_service.provision(None, world.village, "屏")
+    writer.connected(screen.id, "sid-new", None, screen.code, [1])
+    writer.note(screen.id, {"showing": "NEW"}, "sid-new")
+    writer.disconnected(screen.id, "sid-old", screen.code, [1])  # the old one closes late
+    assert writer.flush() == 3
+    now = fresh(screen)
+    assert now.online and now.connected_sid == "sid-new" and now.state == {"showing": "NEW"}

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 REFUSED_TOKEN = "unknown token"
 REFUSED_REVOKED = "revoked"
+RETRY_AFTER_ERROR = 10  # seconds: a connect that failed on our side (protocol.BUSY)
 
 
 def screen_rooms(entry: ScreenEntry) -> list[str]:
@@ -117,6 +118,17 @@ class PlayerNamespace(socketio.Namespace):
                 self._pair(sid, auth)
             return
         entry = self._authenticate(token)
+        try:
+            self._accept(sid, environ, auth, entry)
+        except Exception:  # the database, say, on a snapshot not cached: come back soon
+            log.exception("connect of screen %s failed", entry.code)
+            self.rt.pop(sid)
+            self.rt.dispatcher.forget(sid)
+            raise socketio.exceptions.ConnectionRefusedError(
+                protocol.BUSY, {"retry_after": RETRY_AFTER_ERROR}) from None
+
+    def _accept(self, sid: str, environ: dict[str, Any], auth: dict[str, Any],
+                entry: ScreenEntry) -> None:
         rt = self.rt
         rt.add(Connection(sid, entry, client_ip(self.app, environ)))
         for room in screen_rooms(entry):

@@ -86,8 +86,14 @@ class HeartbeatWriter:
         and announced, with the next pass. A connect or heartbeat still pending is dropped; a
         connect never written needs nothing written (nobody heard of it)."""
         with self._lock:
-            self._pending.pop(screen_id, None)
-            if self._connects.pop(screen_id, None) is None:
+            # Only what this connection left: a newer connection's connect and heartbeat stay.
+            pending = self._pending.get(screen_id)
+            if pending is not None and pending[1] == sid:
+                del self._pending[screen_id]
+            connect = self._connects.get(screen_id)
+            if connect is not None and connect.sid == sid:
+                del self._connects[screen_id]
+            else:  # written, or replaced: the write checks the connection still holds it
                 self._disconnects[screen_id] = Disconnect(sid, code, chain)
         if not self._running:
             self.flush()
