@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -70,11 +71,18 @@ class Screen:
         with self.lock:
             self.notices.append(data["notice"]["code"])
 
-    def _alerts(self, data: dict[str, Any]) -> dict[str, Any]:
+    def _alerts(self, data: dict[str, Any]) -> None:
         keys = [protocol.alert_key(a) for a in data["alerts"]]
         with self.lock:
             self.alerts.extend(keys)
-        return {"have": keys}
+        # As the player: acknowledged with ALERTS_ACK once the namespace is connected (the
+        # first set comes before the server's connect answer).
+        deadline = time.monotonic() + 10
+        while protocol.NAMESPACE not in self.client.namespaces and time.monotonic() < deadline \
+                and self.client.eio.state == "connected":
+            time.sleep(0.01)
+        if protocol.NAMESPACE in self.client.namespaces:  # else closed: the test is over
+            self.client.emit(protocol.ALERTS_ACK, {"have": keys}, namespace=protocol.NAMESPACE)
 
 
 def scrape(base: str, headers: dict[str, str] | None = None) -> dict[tuple[str, str], float]:
