@@ -41,7 +41,7 @@ NOTICES_FILE = "notices.json"  # [NoticePayload, ...] as last received from the 
 ALERTS_FILE = "alerts.json"  # {"alerts": [AlertPayload, ...], "offset": server clock - ours}
 IMAGES_DIR = "images"
 MAX_IMAGE_PIXELS = 40_000_000  # a 5 MB file can still decode to gigabytes
-MAX_PROBLEM = 200  # characters of a write error kept for heartbeats
+MAX_PROBLEM = protocol.MAX_STORE_ERROR  # characters of a write error kept for heartbeats
 RETRY_BASE = 5.0  # a failed save is tried again after 5 s, 10 s, 20 s ... (jittered)
 RETRY_MAX = 300.0
 
