@@ -47,6 +47,7 @@ import base64  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
+import re  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -66,6 +67,7 @@ NS = protocol.NAMESPACE
 CONNECT_TIMEOUT = 10.0  # player.client.CONNECT_TIMEOUT
 BACKOFF_BASE, BACKOFF_MAX = 1.0, 60.0  # player.client.BACKOFF_BASE / BACKOFF_MAX
 REFUSED_MIN, REFUSED_MAX = 15.0, 300.0  # player.client.REFUSED_BACKOFF_MIN / _MAX
+BUSY_JITTER = 0.25  # player.client.BUSY_JITTER
 _ZERO_MASK = b"\x00\x00\x00\x00"
 
 
@@ -76,8 +78,22 @@ def backoff(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_MAX) 
     return random.uniform(step / 2, step)
 
 
+def busy_delay(retry_after: float) -> float:
+    """player.client.busy_delay, copied (see backoff)."""
+    hint = min(float(protocol.MAX_RETRY_AFTER), max(1.0, retry_after))
+    return random.uniform(hint, hint * (1 + BUSY_JITTER))
+
+
 class Closed(Exception):
     """The connection ended (EOF, close frame, reset, or silence past the ping timeout)."""
+
+
+class Busy(Exception):
+    """The server refused the handshake with 503 and a Retry-After (server/realtime/admission)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"busy, retry after {retry_after:g} s")
+        self.retry_after = retry_after
 
 
 def frame(text: str) -> bytes:
@@ -114,6 +130,10 @@ class Link:
                 raise Closed("closed during the handshake")
             self.buf += chunk
         head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        if head.startswith(b"HTTP/1.1 503"):
+            self.sock.close()
+            retry = re.search(rb"(?im)^retry-after:\s*(\d+)", head)
+            raise Busy(float(retry.group(1)) if retry else 1.0)
         if not head.startswith(b"HTTP/1.1 101"):
             raise Closed(head.split(b"\r\n", 1)[0].decode(errors="replace"))
 
@@ -166,7 +186,7 @@ class Screen:
 
     __slots__ = ("alerts", "busy", "connected", "connects", "drops", "failures",
                  "first_connected", "first_held", "index", "link", "notices", "refused",
-                 "revision", "sync_id", "token", "url")
+                 "retry_after", "revision", "sync_id", "token", "url")
 
     def __init__(self, index: int, token: str, url: str) -> None:
         self.index, self.token, self.url = index, token, url
@@ -177,6 +197,7 @@ class Screen:
         self.connected = False
         self.connects = self.drops = self.failures = self.busy = 0
         self.refused = False  # the last attempt was refused (not busy): the slow backoff
+        self.retry_after = 0.0  # the last attempt was refused as busy: come back after this
         self.first_connected = 0.0
         self.link: Link | None = None
         self.sync_id = 0
@@ -210,7 +231,6 @@ class Screen:
     def on_event(self, link: Link, body: str, stats: Stats) -> None:
         """body: what follows "42/player,": an optional ack id, then ["name", data]."""
         bracket = body.index("[")
-        ack = body[:bracket]
         name = body[bracket + 2:body.index('"', bracket + 2)]
         now = time.time()
         if name == "notice":
@@ -233,8 +253,7 @@ class Screen:
             keys = [protocol.alert_key(a) for a in data["alerts"]]
             for key in keys:
                 self.alerts.setdefault(key, now)
-            if ack:
-                link.send(f"43{NS},{ack}" + json.dumps([{"have": keys}]))
+            link.send(f"42{NS}," + json.dumps([protocol.ALERTS_ACK, {"have": keys}]))
         # welcome, and anything else: nothing to record
 
     def on_ack(self, body: str) -> None:
@@ -254,6 +273,11 @@ class Screen:
                     link = self._connect(stats)
             else:
                 link = self._connect(stats)
+        except Busy as exc:
+            self.failures += 1
+            self.busy += 1
+            self.retry_after = exc.retry_after
+            return False
         except (OSError, Closed, ValueError) as exc:
             self.failures += 1
             stats.last_error = f"{type(exc).__name__}: {exc}"
@@ -286,16 +310,12 @@ class Screen:
                 elif text.startswith(f"40{NS},"):
                     break
                 elif text.startswith(f"44{NS},"):
-                    # Refused: "busy" (protocol.BUSY) is retried like a drop, anything else
-                    # slowly, as the player does.
+                    # Refused (the token): slowly, as the player does.
                     reason = json.loads(text[len(NS) + 3:] or "{}")
                     message = reason.get("message") if isinstance(reason, dict) else reason
                     self.failures += 1
-                    if message == getattr(protocol, "BUSY", None):
-                        self.busy += 1
-                    else:
-                        self.refused = True
-                        stats.last_error = f"refused: {message}"
+                    self.refused = True
+                    stats.last_error = f"refused: {message}"
                     link.close()
                     return None
                 elif text.startswith(f"42{NS},"):  # events sent before the connect ack
@@ -362,7 +382,10 @@ class Screen:
                 gevent.sleep(backoff(0))
             else:
                 attempt += 1
-                if self.refused:
+                if self.retry_after:
+                    gevent.sleep(busy_delay(self.retry_after))
+                    self.retry_after = 0.0
+                elif self.refused:
                     self.refused = False
                     gevent.sleep(backoff(attempt, REFUSED_MIN, REFUSED_MAX))
                 else:

@@ -63,6 +63,7 @@ BACKOFF_BASE = 1.0
 BACKOFF_MAX = 60.0
 REFUSED_BACKOFF_MIN = 15.0  # a refused screen waits for a person; do not hammer the server
 REFUSED_BACKOFF_MAX = 300.0
+BUSY_JITTER = 0.25  # a busy server's Retry-After, plus up to this share of it at random
 CONNECT_TIMEOUT = 10
 SYNC_TIMEOUT = 15
 IMAGE_MAX_BYTES = 5 * 1024 * 1024
@@ -83,6 +84,41 @@ def backoff(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_MAX) 
     coming back after a power cut do not all knock at once."""
     step = min(cap, base * (2 ** min(attempt, 20)))
     return random.uniform(step / 2, step)
+
+
+def busy_delay(retry_after: float) -> float:
+    """How long to wait after a busy server said Retry-After: never sooner, and spread at
+    random over a quarter more, so the screens it gave one slot do not all come back in it."""
+    hint = min(float(protocol.MAX_RETRY_AFTER), max(1.0, retry_after))
+    return random.uniform(hint, hint * (1 + BUSY_JITTER))
+
+
+def retry_hint(exc: BaseException | None, last_error: Any) -> float | None:
+    """The Retry-After of a handshake the server refused as busy (HTTP 503, see
+    server/realtime/admission.py), or None. Over WebSocket, python-engineio keeps the refused
+    upgrade's response as the cause of its ConnectionError; over long-polling the 503's JSON
+    body reaches connect_error."""
+    if isinstance(last_error, dict) and last_error.get("message") == protocol.BUSY:
+        # The 503's body (long-polling), or a connect the server could not finish
+        # (ConnectionRefusedError(BUSY, {"retry_after": s}) puts it under "data").
+        extra = last_error.get("data")
+        for value in (last_error.get("retry_after"),
+                      extra.get("retry_after") if isinstance(extra, dict) else None):
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+        return 1.0
+    seen = 0
+    while exc is not None and seen < 8:
+        if getattr(exc, "status_code", None) == 503:
+            headers = getattr(exc, "resp_headers", None) or {}
+            value = headers.get("retry-after") or headers.get("Retry-After")
+            try:
+                return float(value) if value is not None else 1.0
+            except ValueError:
+                return 1.0
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
 
 
 def payload_size(payload: Any) -> int:
@@ -143,10 +179,22 @@ class PlayerNamespace(socketio.ClientNamespace):
     def on_rejoin(self, data: Any = None) -> None:
         self.link.handle(protocol.REJOIN, data)
 
-    def on_alerts(self, data: Any = None) -> dict[str, Any] | None:
-        # The return value is the Socket.IO acknowledgement. None sends an empty one, which
-        # the server does not count (it sends the set again).
-        return self.link.handle_alerts(data)
+    def on_alerts(self, data: Any = None) -> None:
+        # Acknowledged with an ALERTS_ACK event once saved; nothing sent (no ALERTS_ACK) when
+        # the set was refused or could not be kept: the server sends it again.
+        ack = self.link.handle_alerts(data)
+        if ack is None:
+            return
+        # A connecting screen gets its alerts first, before the server's connect answer:
+        # the acknowledgement waits for it (handlers run on threads of their own).
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while self.namespace not in (self.client.namespaces or {}) \
+                and time.monotonic() < deadline and self.client.eio.state == "connected":
+            time.sleep(0.01)
+        try:
+            self.emit(protocol.ALERTS_ACK, ack)
+        except socketio.exceptions.SocketIOError as exc:  # gone: the server sends it again
+            log.warning("alerts acknowledgement not sent (%s)", exc)
 
     def on_screenshot(self, data: Any = None) -> None:
         self.link.handle(protocol.SCREENSHOT, data)
@@ -310,8 +358,14 @@ class PlayerClient:
                 with contextlib.suppress(Exception):
                     sio.disconnect()
                 attempt += 1
-                busy = refused and refusal_reason(self.last_error) == protocol.BUSY
-                if refused and not busy:
+                hint = retry_hint(exc, self.last_error)
+                if hint is not None:
+                    # A saturated server: it said when to come back. Not counted against the
+                    # websocket-first rule (the server, not the network, said no).
+                    attempt -= 1
+                    delay = busy_delay(hint)
+                    self._set_offline("offline", protocol.BUSY, delay)
+                elif refused:
                     reason = refusal_reason(self.last_error)
                     delay = backoff(attempt, REFUSED_BACKOFF_MIN, REFUSED_BACKOFF_MAX)
                     self._set_offline("refused", reason, delay)

@@ -45,9 +45,11 @@ AlertPayload = {                   # an emergency alert; it takes over the whole
 }
 
 Alerts are sent as a whole set, never as deltas: ALERTS carries every alert in force (or due to
-start) for this screen, and an empty list means "no alert". The player acknowledges it (the
-Socket.IO ack of the ALERTS event) with {"have": ["Qx7Lm2:2", ...]} — code:version of every
-alert it now holds, saved to disk; the server retries until that ack arrives (ALERT_ACK_SECONDS).
+start) for this screen, and an empty list means "no alert". The player acknowledges it with an
+ALERTS_ACK event {"have": ["Qx7Lm2:2", ...]} — code:version of every alert it now holds, saved
+to disk; the server sends the set again until that acknowledgement arrives (ALERT_ACK_SECONDS,
+then backing off). ALERTS carries no Socket.IO ack id: one encoded message serves every screen
+due the same set.
 Several alerts in force show one after another by level (I first); an alert outranks every
 notice, the pairing code and the standby slide.
 
@@ -79,7 +81,7 @@ from collections.abc import Iterable
 from typing import Any
 
 NAMESPACE = "/player"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: ALERTS acknowledged by the ALERTS_ACK event, not a Socket.IO ack
 
 # server -> player
 WELCOME = "welcome"  # {"screen": {...}, "county_name", "server_time", "revision"}
@@ -91,7 +93,7 @@ REVOKED = "revoked"  # {"reason": "..."}: the token is no longer valid
 # {"reason": "..."}: close this connection and connect again — the screen was moved and the
 # server process holding the connection cannot give it its new rooms itself
 REJOIN = "rejoin"
-ALERTS = "alerts"  # {"alerts": [AlertPayload, ...], "server_time": iso}; ack {"have": [...]}
+ALERTS = "alerts"  # {"alerts": [AlertPayload, ...], "server_time": iso}; answered by ALERTS_ACK
 SCREENSHOT = "screenshot"  # {"request": str}: answer with FRAME, the frame shown now
 # player -> server
 SYNC = "sync"  # {"revision": int, "digest": str}; the ack says {"status": "current"|"snapshot"}
@@ -101,6 +103,8 @@ HEARTBEAT = "heartbeat"  # {"showing": code|None, "revision", "digest", "version
 #                          "clock_offset_s": int (the server's clock minus the box's)}
 PLAYS = "plays"  # {"batch": str (≤ 40 chars, unique per batch), "plays": [Play, ...]};
 #                  ack {"status": "ok", "accepted": n} (a batch counted before: "ok" too)
+ALERTS_ACK = "alerts_ack"  # {"have": ["code:version", ...]}: the alerts held now (saved);
+#                           ack {"status": "ok"|"ignored", "reason"?}
 FRAME = "frame"  # {"request": str, "image": base64 JPEG, "width", "height", "showing"};
 #                  ack {"status": "ok"|"refused"}
 
@@ -125,9 +129,11 @@ ALERT_ACK_SECONDS = 5  # no ack this long after sending ALERTS: send it again (t
 PLAYS_SECONDS = 60  # the player reports plays this often
 RECONCILE_SECONDS = 180  # the player re-checks its revision this often, as a backstop to push
 HEARTBEAT_SECONDS = 30
-# A connect refused with this reason is not about the token: the server has too many handshakes
-# in hand (a reconnect storm). The player tries again after its usual short backoff.
+# A handshake refused with this reason is not about the token: the server process is saturated
+# (a reconnect storm). It answers the Engine.IO handshake with HTTP 503, a `Retry-After` header
+# and {"message": BUSY, "retry_after": seconds}; the player waits that long plus full jitter.
 BUSY = "server busy, try again"
+MAX_RETRY_AFTER = 300  # a longer hint is taken as this
 ONLINE_GRACE_SECONDS = 90  # no heartbeat for this long: offline
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 from flask import Flask, current_app
@@ -44,12 +45,9 @@ def serve(host: str, port: int, no_migrate: bool) -> None:
     # CUNPING_LOG_FORMAT (text or json) to stderr, see server/logs.py.
     logs.configure()
     scheduler.start(app)
-    from server.realtime.alert_dispatch import dispatcher
+    from server.realtime.state import state
 
-    dispatcher.start(app)
-    from server.services.heartbeats import writer
-
-    writer.start(app)
+    state(app).start()  # alert dispatcher, heartbeat writer, directory, handshake gate
     # Everything imported and set up so far lives as long as the process: out of the cyclic
     # collector's way, or each full collection walks it again (measured: 100–170 ms pauses
     # every ten or so admin pages, the tail of bench/bigdata.py's latencies).
@@ -58,9 +56,31 @@ def serve(host: str, port: int, no_migrate: bool) -> None:
     gc.collect()
     gc.freeze()
     click.echo(f"Cunping is serving on http://{host}:{port}/  (admin: http://{host}:{port}/admin/)")
-    # Under gevent (server/__main__.py patches first) Flask-SocketIO runs gevent's WSGI server
-    # with WebSocket support; it never falls back to Werkzeug's development server here.
-    socketio.run(app, host=host, port=port, log_output=False, allow_unsafe_werkzeug=False)
+    if socketio.server.eio.async_mode != "gevent":
+        socketio.run(app, host=host, port=port, log_output=False, allow_unsafe_werkzeug=False)
+        return
+    # Under gevent (server/__main__.py patches first): gevent's WSGI server (WebSocket support
+    # from simple-websocket, as Flask-SocketIO would run it), with TCP_NODELAY on every
+    # connection as gunicorn sets it — without it a small write on a kept-alive connection
+    # waits ~40 ms for the peer's delayed ACK (Nagle).
+    _NoDelayServer((host, port), app, log=None).serve_forever()
+
+
+def _nodelay_server() -> type:
+    import socket
+
+    from gevent import pywsgi
+
+    class NoDelayServer(pywsgi.WSGIServer):
+        def handle(self, sock: socket.socket, address: Any) -> None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            super().handle(sock, address)
+
+    return NoDelayServer
+
+
+def _NoDelayServer(*args: Any, **kwargs: Any) -> Any:
+    return _nodelay_server()(*args, **kwargs)
 
 
 @click.command("demo")

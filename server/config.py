@@ -82,6 +82,10 @@ class Config:
     # How many reverse proxies (nginx) stand in front: their X-Forwarded-* headers are trusted
     # so rate limits and counts see residents' addresses, not the proxy's.
     PROXY_COUNT = _env_int("CUNPING_PROXY_COUNT", 0)
+    # Admission control (server/realtime/admission.py): new Socket.IO handshakes a second this
+    # process takes before it answers 503 + Retry-After, and how many may come at once.
+    HANDSHAKES_PER_SECOND = _env_int("CUNPING_HANDSHAKES_PER_SECOND", 400)
+    HANDSHAKE_BURST = _env_int("CUNPING_HANDSHAKE_BURST", 200)
 
 
 def finish_config(config: dict[str, Any], instance_path: str) -> None:

@@ -111,20 +111,21 @@ _received: dict[str, Any] = {}
 
 class _Connections(Collector):
     """Gauges read when scraped, so connecting costs nothing extra: screens connected now
-    (the alert dispatcher registers each authenticated one) and the namespaces' connections
+    (the app's realtime state knows each authenticated one) and the namespaces' connections
     (python-socketio's manager keeps every connection in its namespace's `None` room)."""
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
-        """The names, without reading anything (registering must not import the dispatcher,
-        which imports this module)."""
+        """The names, without reading anything."""
         yield GaugeMetricFamily("cunping_screens_connected", "", labels=["state"])
         yield GaugeMetricFamily("cunping_socketio_connections", "", labels=["namespace"])
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from server.extensions import socketio
-        from server.realtime.alert_dispatch import dispatcher
+        from flask import has_app_context
 
-        screens = dispatcher.connected()
+        from server.extensions import socketio
+
+        realtime = current_app.extensions.get("cunping_realtime") if has_app_context() else None
+        screens = len(realtime.connections) if realtime is not None else 0
         rooms: dict[str, dict[Any, Any]] = {}
         server = getattr(socketio, "server", None)
         if server is not None:

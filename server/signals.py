@@ -19,7 +19,8 @@ notice_changed = _signals.signal("notice-changed")
 screen_paired = _signals.signal("screen-paired")
 
 #: sent with `screen_id`, `sid` (its connection, or None) and `reason` after a screen was
-#: revoked ("revoked") or moved to another region ("moved"): its connection must end
+#: revoked or given a new token ("revoked": its connection must end), moved to another region
+#: ("moved") or renamed ("renamed")
 screen_changed = _signals.signal("screen-changed")
 
 #: sent with `alert_ids`, `region_ids` (old and new targets) and `reason` after an alert came

@@ -9,9 +9,10 @@ The database is not migrated here: in production `cunping db upgrade` runs once 
 processes start (deploy/cunping-migrate.service), not in every worker at once.
 
 deploy/gunicorn.conf.py calls `start_background` in each worker once it has loaded the app: the
-scheduler (it claims its work in the database, so every process may run it), the alert
-dispatcher (each process delivers alerts to the screens connected to it) and the heartbeat
-writer (services.heartbeats: the heartbeats of this process's screens, written in batches).
+scheduler (it claims its work in the database, so every process may run it) and the realtime
+layer's loops (server/realtime/state.py): the alert dispatcher (each process delivers alerts to
+the screens connected to it), the heartbeat writer (the heartbeats of this process's screens,
+written in batches), the screens' directory and the handshake gate's lag probe.
 """
 
 from __future__ import annotations
@@ -42,12 +43,11 @@ def scheduler_enabled() -> bool:
 def start_background(flask_app: Flask) -> list[Any]:
     """Start this process's background loops (greenlets under gevent); returns their tasks."""
     from server import scheduler
-    from server.realtime.alert_dispatch import dispatcher
-    from server.services.heartbeats import writer
+    from server.realtime.state import state
 
-    tasks = [dispatcher.start(flask_app), writer.start(flask_app)]
+    tasks = state(flask_app).start()
     if scheduler_enabled():
         tasks.append(scheduler.start(flask_app, interval=scheduler_seconds()))
-    log.info("background loops started: alert dispatcher, heartbeat writer%s",
+    log.info("background loops started: realtime%s",
              ", scheduler" if scheduler_enabled() else " (scheduler off: CUNPING_SCHEDULER=0)")
     return tasks

@@ -15,7 +15,8 @@ from server import signals
 from server.extensions import db, socketio
 from server.models import AlertDelivery, AlertStatus, AuditEvent
 from server.models.base import utcnow
-from server.realtime.alert_dispatch import dispatcher, retry_after
+from server.realtime.alert_dispatch import retry_after
+from server.realtime.state import state
 from server.services import alerts
 from server.services import screens as screen_service
 from server.services.alerts import AlertInput
@@ -269,11 +270,61 @@ def test_changes_reach_the_targeted_screens_only(app: Flask, world: World) -> No
 def test_the_acknowledgement_is_recorded(app: Flask, world: World) -> None:
     screen = Screen(app, world.village, "屏")
     alert = alerts.issue(world.county_alert, data())
-    # Flask-SocketIO's test client does not answer acks: play the player's part.
-    acked = [(screen.screen.id, [f"{alert.code}:1"], utcnow())]
-    assert alerts.record_acks(acked) == 1
+    ack = screen.client.emit(protocol.ALERTS_ACK, {"have": [f"{alert.code}:1"]}, namespace=NS,
+                             callback=True)
+    assert ack == {"status": "ok"}
     row = db.session.query(AlertDelivery).filter_by(alert_id=alert.id).one()
     assert row.acked_at is not None and row.attempts >= 1
+
+
+def test_only_screens_that_did_not_acknowledge_are_sent_again(app: Flask, world: World) -> None:
+    """Acknowledgements are events, gathered: a lost one means a resend to that screen only;
+    a duplicate (or one for an old version) changes nothing."""
+    dispatcher = state(app).dispatcher
+    answering, silent = Screen(app, world.village, "答"), Screen(app, world.village, "默")
+    answering.alert_sets(), silent.alert_sets()
+    alert = alerts.issue(world.county_alert, data())
+    key = f"{alert.code}:1"
+    assert answering.alert_sets() == [[key]] and silent.alert_sets() == [[key]]
+    for _ in range(2):  # the second is a duplicate
+        assert answering.client.emit(protocol.ALERTS_ACK, {"have": [key]}, namespace=NS,
+                                     callback=True) == {"status": "ok"}
+    for bad in (None, {"have": "x"}, {"have": [1]}, {"have": ["x" * 41]}):
+        ack = silent.client.emit(protocol.ALERTS_ACK, bad, namespace=NS, callback=True)
+        assert ack == {"status": "ignored", "reason": "malformed acknowledgement"}
+    for peer in dispatcher._peers.values():
+        peer.sent_at -= retry_after(peer.attempts) + 0.1
+    dispatcher.run_pass()
+    assert answering.alert_sets() == []
+    assert silent.alert_sets() == [[key]]
+    rows = {r.screen_id: r for r in db.session.query(AlertDelivery).filter_by(alert_id=alert.id)}
+    assert rows[answering.screen.id].acked_at is not None
+    assert rows[answering.screen.id].attempts == 1
+    assert rows[silent.screen.id].acked_at is None and rows[silent.screen.id].attempts == 2
+    assert alerts.delivery_report(alert).acknowledged == 1
+
+
+def test_an_alert_to_many_screens_is_encoded_once_per_set(
+    app: Flask, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    screens = [Screen(app, world.village, f"屏{n}") for n in range(5)]
+    other = Screen(app, world.town, "镇屏")
+    for screen in [*screens, other]:
+        screen.alert_sets()  # the empty sets of the connects
+    sent: list[Any] = []
+    deliver = socketio.server._send_eio_packet  # the test client's, which hands it over
+
+    def recording(eio_sid: str, pkt: Any) -> None:
+        if protocol.ALERTS in str(pkt.data)[:20]:
+            sent.append(pkt)
+        deliver(eio_sid, pkt)
+
+    monkeypatch.setattr(socketio.server, "_send_eio_packet", recording)
+    alerts.issue(world.county_alert, data())
+    # Six screens with two chains, the same set: one encoded packet for all six.
+    assert len(sent) == 6
+    assert len({id(pkt) for pkt in sent}) == 1
+    assert all(len(s.alert_sets()) == 1 for s in [*screens, other])
 
 
 def test_unanswered_sends_are_retried_with_backoff(app: Flask, world: World) -> None:
@@ -281,6 +332,7 @@ def test_unanswered_sends_are_retried_with_backoff(app: Flask, world: World) -> 
     screen.alert_sets()
     alert = alerts.issue(world.county_alert, data())
     assert screen.alert_sets() == [[f"{alert.code}:1"]]
+    dispatcher = state(app).dispatcher
     dispatcher.run_pass()
     assert screen.alert_sets() == []  # not yet: the ack has ALERT_ACK_SECONDS
     for peer in dispatcher._peers.values():
@@ -298,7 +350,7 @@ def test_a_failed_dispatch_pass_does_not_end_the_loop(app: Flask) -> None:
 
     from server.realtime.alert_dispatch import AlertDispatcher
 
-    dispatcher = AlertDispatcher()  # its own: the loop thread outlives this test
+    dispatcher = AlertDispatcher(app)  # its own: the loop thread outlives this test
     passes: list[bool] = []
     again = threading.Event()
 
@@ -311,7 +363,7 @@ def test_a_failed_dispatch_pass_does_not_end_the_loop(app: Flask) -> None:
         dispatcher.run_pass = lambda **_kw: None  # type: ignore[method-assign]
 
     dispatcher.run_pass = run_pass  # type: ignore[method-assign]
-    dispatcher.start(app)
+    dispatcher.start()
     dispatcher.wake()
     assert again.wait(10), passes
     assert len(passes) >= 2

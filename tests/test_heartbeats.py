@@ -19,8 +19,8 @@ from tests.conftest import World
 
 
 @pytest.fixture
-def writer() -> Iterator[heartbeats.HeartbeatWriter]:
-    w = heartbeats.HeartbeatWriter()
+def writer(app: Flask) -> Iterator[heartbeats.HeartbeatWriter]:
+    w = heartbeats.HeartbeatWriter(app)
     w._running = True  # as in a serving process: passes write, not each heartbeat
     yield w
 
@@ -68,10 +68,35 @@ def test_a_closed_connection_is_not_marked_online_by_its_pending_heartbeat(
     screen, _token = screen_service.provision(None, world.village, "屏")
     screen_service.record_connect(screen, "sid-old")
     writer.note(screen.id, {"showing": "A"}, "sid-old")
-    writer.forget(screen.id)  # its connection closed before the pass
-    screen_service.record_disconnect(screen, "sid-old")
-    assert writer.flush() == 0
-    assert not fresh(screen).online
+    writer.disconnected(screen.id, "sid-old", screen.code, [1])  # closed before the pass
+    assert writer.flush() == 1  # the disconnect; the heartbeat is dropped
+    assert not fresh(screen).online and fresh(screen).state != {"showing": "A"}
+
+
+def test_disconnects_are_written_together_then_announced_unless_a_newer_connection_holds(
+    world: World, writer: heartbeats.HeartbeatWriter
+) -> None:
+    gone, replaced = (screen_service.provision(None, world.village, f"屏{i}")[0]
+                      for i in range(2))
+    screen_service.record_connect(gone, "sid-1")
+    screen_service.record_connect(replaced, "sid-new")  # its old connection closes late
+    heard: list[dict[str, object]] = []
+
+    def listener(_sender: object, **kw: object) -> None:
+        heard.append(kw)
+
+    signals.screen_presence.connect(listener)
+    try:
+        writer.disconnected(gone.id, "sid-1", gone.code, [1, 2])
+        writer.disconnected(replaced.id, "sid-old", replaced.code, [1, 2])
+        assert fresh(gone).online and heard == []  # nothing before the pass
+        assert writer.flush() == 2
+    finally:
+        signals.screen_presence.disconnect(listener)
+    assert not fresh(gone).online and fresh(gone).connected_sid is None
+    assert fresh(replaced).online and fresh(replaced).connected_sid == "sid-new"
+    assert heard == [{"screen_id": gone.id, "code": gone.code, "online": False,
+                      "region_ids": [1, 2]}]
 
 
 def test_a_late_heartbeat_of_an_old_connection_does_not_take_the_screen_from_the_new_one(
@@ -109,10 +134,10 @@ def test_revoked_screens_are_not_written_and_a_failed_pass_keeps_its_heartbeats(
     assert fresh(screen).state == {"showing": "B"}
 
 
-def test_without_the_loop_each_heartbeat_is_written_at_once(world: World) -> None:
+def test_without_the_loop_each_heartbeat_is_written_at_once(app: Flask, world: World) -> None:
     screen, _token = screen_service.provision(None, world.village, "屏")
     screen_service.record_connect(screen, "sid-1")
-    w = heartbeats.HeartbeatWriter()
+    w = heartbeats.HeartbeatWriter(app)
     w.note(screen.id, {"showing": "NOW"}, "sid-1")
     assert w.pending() == 0 and fresh(screen).state == {"showing": "NOW"}
 
@@ -147,8 +172,8 @@ def test_a_connect_gone_before_the_pass_is_never_written(
 ) -> None:
     screen, _token = screen_service.provision(None, world.village, "屏")
     writer.connected(screen.id, "sid-1", None, screen.code, [1])
-    assert writer.forget(screen.id) is True  # the namespace then has nothing to undo
-    assert writer.forget(screen.id) is False
+    writer.disconnected(screen.id, "sid-1", screen.code, [1])  # nothing to undo, nobody told
+    assert writer.pending() == 0
     assert writer.flush() == 0 and not fresh(screen).online
 
 
@@ -163,3 +188,15 @@ def test_a_written_connect_forgets_the_pairing_token(
     writer.flush()
     db.session.expire_all()
     assert db.session.get(PairingRequest, request.id).token is None  # type: ignore[union-attr]
+
+
+def test_a_late_disconnect_of_an_old_connection_keeps_the_new_ones_pending_connect(
+    world: World, writer: heartbeats.HeartbeatWriter
+) -> None:
+    screen, _token = screen_service.provision(None, world.village, "屏")
+    writer.connected(screen.id, "sid-new", None, screen.code, [1])
+    writer.note(screen.id, {"showing": "NEW"}, "sid-new")
+    writer.disconnected(screen.id, "sid-old", screen.code, [1])  # the old one closes late
+    assert writer.flush() == 3
+    now = fresh(screen)
+    assert now.online and now.connected_sid == "sid-new" and now.state == {"showing": "NEW"}

@@ -66,41 +66,49 @@ def test_a_bad_token_is_refused(app: Flask, world: World) -> None:
 
 
 def test_the_refusal_names_the_reason(app: Flask, world: World) -> None:
-    from flask_socketio import ConnectionRefusedError
+    import socketio
 
-    from server.realtime.player_namespace import REFUSED_TOKEN, PlayerNamespace
+    from server.realtime.player_namespace import REFUSED_REVOKED, REFUSED_TOKEN, PlayerNamespace
+    from server.realtime.state import state
 
-    namespace = PlayerNamespace(NS)
-    with app.test_request_context(), pytest.raises(ConnectionRefusedError) as err:
-        namespace.on_connect({"token": "cps_nope"})
+    namespace = PlayerNamespace(state(app))
+    with pytest.raises(socketio.exceptions.ConnectionRefusedError) as err:
+        namespace.on_connect("sid1", {}, {"token": "cps_nope"})
     assert err.value.error_args == {"message": REFUSED_TOKEN}
+    screen, token = screen_service.provision(None, world.village, "屏")
+    assert connect(app, {"token": token}).is_connected(NS)  # known to the directory now
+    screen_service.revoke(None, screen)
+    with pytest.raises(socketio.exceptions.ConnectionRefusedError) as err:
+        namespace.on_connect("sid2", {}, {"token": token})
+    assert err.value.error_args == {"message": REFUSED_REVOKED}
 
 
-def test_handshakes_beyond_the_gate_are_refused_as_busy_and_counted(
-    app: Flask, world: World, monkeypatch: pytest.MonkeyPatch
+def test_a_saturated_process_refuses_handshakes_before_socketio_with_a_retry_after(
+    app: Flask, world: World
 ) -> None:
-    from server.realtime import player_namespace
+    from server.realtime.state import state
 
-    _screen, token = screen_service.provision(None, world.village, "屏")
-    monkeypatch.setattr(player_namespace, "CONNECT_WAIT_SECONDS", 0.05)
-    held = [player_namespace._gate.acquire(timeout=1)
-            for _ in range(player_namespace.CONNECT_CONCURRENCY)]
-    assert all(held)
+    gate = state(app).gate
+    gate.rate, gate.burst, gate._tokens = 10.0, 2.0, 2.0
     busy_before = metric("cunping_screen_connections_busy_total")
-    try:
-        client = connect(app, {"token": token})
-        assert not client.is_connected(NS)
-        assert metric("cunping_screen_connections_busy_total") == busy_before + 1
-        from flask_socketio import ConnectionRefusedError
-
-        namespace = player_namespace.PlayerNamespace(NS)
-        with app.test_request_context(), pytest.raises(ConnectionRefusedError) as err:
-            namespace.on_connect({"token": token})
-        assert err.value.error_args == {"message": protocol.BUSY}
-    finally:
-        for _ in held:
-            player_namespace._gate.release()
-    assert connect(app, {"token": token}).is_connected(NS)  # a turn free: in
+    http = app.test_client()
+    answers = [http.get("/socket.io/?EIO=4&transport=polling") for _ in range(6)]
+    assert [a.status_code for a in answers[:2]] == [200, 200]  # the burst: handshakes made
+    refused = answers[2:]
+    assert [a.status_code for a in refused] == [503] * 4
+    # Consecutive slots of the admitted rate (10/s), never less than a second.
+    waits = [int(a.headers["Retry-After"]) for a in refused]
+    assert waits == sorted(waits) and waits[0] >= 1
+    assert refused[0].get_json() == {"message": protocol.BUSY, "retry_after": waits[0]}
+    assert "sid=" not in refused[0].get_data(as_text=True)  # no Engine.IO session was made
+    assert metric("cunping_screen_connections_busy_total") == busy_before + 4
+    # Requests of a session already made, and every other page, are not gated.
+    assert http.get("/healthz").status_code == 200
+    gate.lag = 5.0  # the event loop is late: handshakes wait even with tokens to spare
+    gate._tokens = 2.0
+    assert http.get("/socket.io/?EIO=4&transport=polling").status_code == 503
+    gate.lag = 0.0
+    assert http.get("/socket.io/?EIO=4&transport=polling").status_code == 200
 
 
 def metric(name: str) -> float:
@@ -281,7 +289,7 @@ def test_heartbeats_are_recorded_and_junk_is_ignored(app: Flask, world: World) -
     oversized = {**beat, "showing": "x" * (protocol.MAX_MESSAGE_BYTES // 4)}
     for junk in (oversized, None, "x", {"revision": "x"}, [beat]):
         ack = village.client.emit(protocol.HEARTBEAT, junk, namespace=NS, callback=True)
-        assert ack == {"status": "ignored"}
+        assert ack == {"status": "ignored", "reason": "malformed heartbeat"}
     db.session.refresh(screen)
     assert screen.state == beat and village.client.is_connected(NS)
 

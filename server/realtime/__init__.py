@@ -11,8 +11,12 @@ published to Redis and every server process sends it to its own connections in t
 Disconnecting a connection held by another process goes the same way (push._disconnect). What
 stays per process: the rooms (each process knows only its own connections') and the alert
 dispatcher's peers (each process delivers alerts to the screens connected to it and learns of
-alerts issued elsewhere from the "alerts" counter in the database). Replies to the connection of
-the event being handled skip the queue (player_namespace._reply).
+alerts issued elsewhere from the "alerts" counter in the database), and the screens' directory
+(server/realtime/directory.py: kept current by the revision counter, and by invalidations sent
+through the queue to every process). Replies to the connection of the event being handled skip
+the queue (PlayerNamespace._reply).
+
+Per app, everything lives in one object: `state(app)` (server/realtime/state.py).
 
 SOCKETIO_CHANNEL names the Redis channel (default "cunping"): two deployments sharing one Redis
 need different channels.
@@ -26,9 +30,8 @@ from typing import Any
 from flask import Flask
 
 from player import protocol
+from server import metrics
 from server.extensions import socketio
-
-_registered = False
 
 
 def _async_mode(app: Flask) -> str:
@@ -58,20 +61,10 @@ def _origins(app: Flask) -> list[str] | None:
 
 
 def init_app(app: Flask) -> None:
-    global _registered
-    from server.realtime import dashboard_namespace, player_namespace, push, rooms
-    from server.realtime.alert_dispatch import dispatcher
+    from server.realtime import admission, dashboard_namespace, push, rooms
     from server.realtime.player_namespace import PlayerNamespace
-    from server.services import heartbeats
+    from server.realtime.state import KEY, Realtime
 
-    dispatcher.reset()
-    heartbeats.writer.reset()
-    player_namespace._names.clear()  # region names of another app's database
-    if not _registered:  # the namespace and the signal receivers serve every app
-        socketio.on_namespace(PlayerNamespace(protocol.NAMESPACE))
-        push.connect_signals()
-        dashboard_namespace.register()  # the live dashboard ("/dashboard")
-        _registered = True
     queue = (
         app.config.get("SOCKETIO_MESSAGE_QUEUE")
         or os.environ.get("SOCKETIO_MESSAGE_QUEUE")
@@ -88,5 +81,20 @@ def init_app(app: Flask) -> None:
     channel = app.config.get("SOCKETIO_CHANNEL") or os.environ.get("SOCKETIO_CHANNEL") or "cunping"
     # python-socketio's managers (Redis when a queue is set), with an index from each connection
     # to its rooms: see server/realtime/rooms.py.
-    options["client_manager"] = rooms.client_manager(queue, channel)
+    manager = rooms.client_manager(queue, channel)
+    options["client_manager"] = manager
     socketio.init_app(app, **options)
+    gate = admission.Gate(
+        rate=float(app.config.get("HANDSHAKES_PER_SECOND") or admission.RATE),
+        burst=float(app.config.get("HANDSHAKE_BURST") or admission.BURST),
+        on_refuse=metrics.screen_busy,
+    )
+    rt = app.extensions[KEY] = Realtime(app, gate=gate)
+    manager.on_internal = push.internal_receiver(rt)
+    # Handlers without Flask's per-event request context: a namespace of python-socketio's own
+    # on this app's server (Flask-SocketIO makes a new server for every app).
+    socketio.server.register_namespace(PlayerNamespace(rt))
+    # Overload is refused before python-engineio spends anything on a handshake.
+    app.wsgi_app = admission.Middleware(app.wsgi_app, gate)  # type: ignore[method-assign]
+    dashboard_namespace.register()  # the live dashboard ("/dashboard")
+    push.connect_signals()

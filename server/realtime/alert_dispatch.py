@@ -1,6 +1,10 @@
 """Alert delivery with proof: each server process sends the screens connected to it their
-whole alert set (ALERTS, with a Socket.IO acknowledgement) and sends it again until the
-screen acknowledges, backing off from ALERT_ACK_SECONDS to a minute.
+whole alert set (ALERTS) and sends it again until the screen acknowledges it (ALERTS_ACK, an
+event naming every alert the screen now holds), backing off from ALERT_ACK_SECONDS to a minute.
+
+Fanned out once: the screens due the same set share one encoded message (python-socketio
+encodes an emit without a callback once for all its recipients), so an alert to 10,000 screens
+is a few hundred encodings at most, not 10,000 — and no per-connection callback to register.
 
 Per connection it remembers the set it must show (a fingerprint of code:version), the one the
 screen last acknowledged, and when it last sent. A pass compares them; it runs
@@ -8,7 +12,9 @@ screen last acknowledged, and when it last sent. A pass compares them; it runs
 - every second otherwise, re-reading the alerts when the "alerts" counter moved (a change made
   by another server process), and retrying unacknowledged sends that are due.
 Sends and acknowledgements are written to the database in one batch per pass (10,000 screens
-answering an alert must not mean 10,000 commits).
+answering an alert must not mean 10,000 commits). Only screens that have not acknowledged the
+set are sent it again; a duplicate or late acknowledgement is harmless (a delivery is written
+once, for the alert's current version).
 
 Without the background loop (tests with Flask-SocketIO's test client), a change runs a pass
 synchronously.
@@ -24,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask
 
 from player import protocol
 from server import metrics
@@ -62,37 +68,32 @@ def retry_after(attempts: int) -> float:
 
 
 class AlertDispatcher:
-    def __init__(self) -> None:
+    """One per app (server/realtime/state.py)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
         self._peers: dict[str, Peer] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._alerts: list[tuple[dict[str, Any], frozenset[int], int]] = []
         self._counter = -1
         self._loaded_at = 0.0
-        self._acks: list[tuple[int, list[str], datetime, str, str]] = []
+        self._acks: list[tuple[int, list[str], datetime]] = []
         self._running = False
         self._force = False  # the next pass re-reads the alerts (they changed)
         self._emit: Callable[..., Any] = socketio.emit
-        self._app: Flask | None = None
-
-    def reset(self) -> None:
-        """Forget every connection (a new app in this process has none yet)."""
-        with self._lock:
-            self._peers.clear()
-            self._acks.clear()
-            self._alerts, self._counter, self._loaded_at = [], -1, 0.0
 
     # -- connections -----------------------------------------------------------------------
 
-    def register(self, sid: str, screen_id: int, chain: list[int]) -> None:
-        """A screen connected: send its alerts now, before anything else (in on_connect)."""
-        self._app = current_app._get_current_object()  # type: ignore[attr-defined]
+    def register(self, sid: str, screen_id: int, chain: tuple[int, ...] | list[int]) -> None:
+        """A screen connected: send its alerts now, before anything else (in its connect)."""
         with self._lock:
             self._peers[sid] = Peer(screen_id, frozenset(chain))
-        # The loop re-reads the alerts every POLL_SECONDS and sends what a peer lacks: a
-        # connect needs no query of its own while that reading is fresh.
-        if not self._running or time.monotonic() - self._loaded_at > POLL_SECONDS:
-            self._refresh(force=False)
+        # The loop re-reads the alerts every POLL_SECONDS: a connect needs no query of its
+        # own while that reading is fresh.
+        if not self._running or time.monotonic() - self._loaded_at > 2 * POLL_SECONDS:
+            with self.app.app_context():
+                self._refresh(force=False)
         self._send_due(only=sid)
 
     def forget(self, sid: str) -> None:
@@ -110,24 +111,45 @@ class AlertDispatcher:
         with self._lock:
             return len(self._peers)
 
+    def acknowledged(self, sid: str, have: Any) -> bool:
+        """ALERTS_ACK from the connection `sid`: the alerts it holds now ("code:version").
+        False (and nothing recorded) for a malformed one."""
+        if not isinstance(have, list) or len(have) > protocol.MAX_ALERTS or not all(
+            isinstance(h, str) and len(h) <= 40 for h in have
+        ):
+            return False
+        fp = fingerprint_of_keys(have)
+        with self._lock:
+            peer = self._peers.get(sid)
+            if peer is None:
+                return False
+            metrics.alert_acked(peer, fp)
+            # The screen holds what it says; when that is the set we sent, it is done.
+            if fp == peer.sent:
+                peer.acked = fp
+            self._acks.append((peer.screen_id, have, utcnow()))
+        self.wake_soon()
+        return True
+
     # -- passes ----------------------------------------------------------------------------
 
-    def wake(self, app: Flask | None = None) -> None:
+    def wake(self) -> None:
         """An alert changed in this process: a pass now (the loop's, or right here)."""
         if self._running:
             self._force = True
             self._wake.set()
-        elif app is not None:
-            with app.app_context():
-                try:
-                    self.run_pass(force=True)
-                except Exception:  # the change is saved; a later pass or reconnect delivers
-                    log.exception("alert dispatch pass failed")
-                    db.session.rollback()
+            return
+        with self.app.app_context():
+            try:
+                self.run_pass(force=True)
+            except Exception:  # the change is saved; a later pass or reconnect delivers
+                log.exception("alert dispatch pass failed")
+                db.session.rollback()
 
-    def start(self, app: Flask) -> Any:
-        """The background loop of `cunping serve` (a greenlet under gevent)."""
+    def start(self) -> Any:
+        """The background loop of a serving process (a greenlet under gevent)."""
         self._running = True
+        app = self.app
 
         def loop() -> None:
             last_pass = 0.0
@@ -174,12 +196,15 @@ class AlertDispatcher:
             self._counter = counter
             self._loaded_at = time.monotonic()
 
-    def _set_for(self, peer: Peer) -> list[tuple[dict[str, Any], int]]:
-        return [(p, a) for p, targets, a in self._alerts if targets & peer.chain]
+    def _set_for(self, chain: frozenset[int]) -> tuple[list[dict[str, Any]], str, list[int]]:
+        chosen = [(p, a) for p, targets, a in self._alerts if targets & chain]
+        payloads = [p for p, _a in chosen]
+        return payloads, fingerprint(payloads), [a for _p, a in chosen]
 
     def _send_due(self, only: str | None = None) -> None:
         now = time.monotonic()
-        sends: list[tuple[str, Peer, str, list[dict[str, Any]], list[int]]] = []
+        # fingerprint -> (payloads, alert ids, [(sid, peer)])
+        groups: dict[str, tuple[list[dict[str, Any]], list[int], list[tuple[str, Peer]]]] = {}
         with self._lock:
             peers = [(only, self._peers[only])] if only in self._peers else []
             if only is None:
@@ -190,91 +215,66 @@ class AlertDispatcher:
             for sid, peer in peers:
                 found = sets.get(peer.chain)
                 if found is None:
-                    chosen = self._set_for(peer)
-                    found = sets[peer.chain] = ([p for p, _a in chosen],
-                                                fingerprint([p for p, _a in chosen]),
-                                                [a for _p, a in chosen])
+                    found = sets[peer.chain] = self._set_for(peer.chain)
                 payloads, fp, alert_ids = found
-                if fp == peer.acked and only is None:
-                    continue
-                if fp == peer.sent and now - peer.sent_at < retry_after(peer.attempts) \
-                        and only is None:
-                    continue
+                if only is None:
+                    if fp == peer.acked:
+                        continue
+                    if fp == peer.sent and now - peer.sent_at < retry_after(peer.attempts):
+                        continue
                 peer.attempts = peer.attempts + 1 if fp == peer.sent else 1
                 peer.sent, peer.sent_at = fp, now
-                sends.append((sid, peer, fp, payloads, alert_ids))
-        if not sends:
+                groups.setdefault(fp, (payloads, alert_ids, []))[2].append((sid, peer))
+        if not groups:
             return
-        metrics.alerts_sent(len(sends))
+        count = sum(len(members) for _p, _a, members in groups.values())
+        metrics.alerts_sent(count)
         stamp = utcnow()
         began = time.monotonic()
         server_time = alert_service.iso(stamp)
-        for n, (sid, peer, fp, payloads, _alerts) in enumerate(sends, 1):
-            if n % YIELD_EVERY == 0:
-                socketio.sleep(0)  # the writers send what is queued: the first screens see it
-            if peer.attempts > 1:
-                log.info("alerts to screen %s again (attempt %d)", peer.screen_id, peer.attempts)
-            self._emit(
-                protocol.ALERTS,
-                {"alerts": payloads, "server_time": server_time},
-                to=sid,
-                namespace=protocol.NAMESPACE,
-                callback=self._callback(sid, peer.screen_id, fp),
-                # Every peer is a connection of this process: straight to it, not through the
-                # message queue (10,000 sends an alert would otherwise make every process read).
-                ignore_queue=True,
-            )
+        for payloads, _ids, members in groups.values():
+            again = [peer.screen_id for _sid, peer in members if peer.attempts > 1]
+            if again:
+                log.info("alerts to %d screens again (%s…)", len(again), again[:5])
+            message = {"alerts": payloads, "server_time": server_time}
+            for first in range(0, len(members), YIELD_EVERY):
+                if first:
+                    socketio.sleep(0)  # the writers send what is queued: the first see it
+                self._emit(
+                    protocol.ALERTS, message,
+                    to=[sid for sid, _peer in members[first:first + YIELD_EVERY]],
+                    namespace=protocol.NAMESPACE,
+                    # Every peer is a connection of this process: straight to it, not through
+                    # the message queue (every other process would read it for nothing).
+                    ignore_queue=True,
+                )
         # Let the connections' writers send before the database work (under gevent they run
         # only when this greenlet yields).
         emitted = time.monotonic()
         socketio.sleep(0)
-        alert_service.record_sends(
-            [(peer.screen_id, alerts) for _sid, peer, _fp, _p, alerts in sends if alerts], stamp
-        )
-        if len(sends) >= 100:
-            log.info("alerts sent to %d screens: emit %.0f ms, record %.0f ms", len(sends),
-                     (emitted - began) * 1000, (time.monotonic() - emitted) * 1000)
-
-    def _callback(self, sid: str, screen_id: int, fp: str) -> Callable[..., None]:
-        def acknowledged(answer: Any = None, *_rest: Any) -> None:
-            have = answer.get("have") if isinstance(answer, dict) else None
-            if not isinstance(have, list):
-                log.warning("screen %s answered ALERTS with %r", screen_id, answer)
-                return
-            with self._lock:
-                self._acks.append((screen_id, [h for h in have if isinstance(h, str)],
-                                   utcnow(), sid, fp))
-                metrics.alert_acked(self._peers.get(sid), fp)
-            self.wake_soon()
-
-        return acknowledged
+        with self.app.app_context():
+            alert_service.record_sends(
+                [(peer.screen_id, ids) for _p, ids, members in groups.values() if ids
+                 for _sid, peer in members], stamp
+            )
+        if count >= 100:
+            log.info("alerts sent to %d screens in %d messages: emit %.0f ms, record %.0f ms",
+                     count, len(groups), (emitted - began) * 1000,
+                     (time.monotonic() - emitted) * 1000)
 
     def wake_soon(self) -> None:
         if self._running:
             self._wake.set()
-        elif self._app is not None:  # no loop (tests): record the acknowledgement now
-            with self._app.app_context():
+        else:  # no loop (tests): record the acknowledgement now
+            with self.app.app_context():
                 self._flush_acks()
 
     def _flush_acks(self) -> None:
         with self._lock:
             acks, self._acks = self._acks, []
-            for _screen_id, have, _when, sid, fp in acks:
-                peer = self._peers.get(sid)
-                # The screen holds what it says; when that is the set we sent, it is done.
-                if peer is not None and fingerprint_of_keys(have) == fp:
-                    peer.acked = fp
         if acks:
-            alert_service.record_acks([(screen_id, have, when)
-                                       for screen_id, have, when, _sid, _fp in acks])
+            alert_service.record_acks(acks)
 
 
 def fingerprint_of_keys(keys: list[str]) -> str:
     return ",".join(sorted(keys))
-
-
-dispatcher = AlertDispatcher()
-
-
-def on_alerts_changed(sender: Flask, **kwargs: Any) -> None:
-    dispatcher.wake(sender)

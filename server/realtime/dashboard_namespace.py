@@ -69,6 +69,7 @@ def on_screen_presence(
 
 
 def register() -> None:
-    """The namespace and its signal receiver (once per process, like the players')."""
+    """The namespace on this app's Socket.IO server, and its signal receiver (blinker keeps a
+    receiver once however often it is connected)."""
     socketio.on_namespace(DashboardNamespace(NAMESPACE))
     signals.screen_presence.connect(on_screen_presence)

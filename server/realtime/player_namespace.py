@@ -1,74 +1,67 @@
-"""The players' namespace: authenticate, catch up, reconcile, heartbeats, pairing.
+"""The players' namespace: authenticate, catch up, reconcile, heartbeats, alert acks, pairing.
 
 Rooms: every screen joins "region:<id>" for each region of its chain (its region and the
 ancestors), so one emit to a town's room reaches every screen below it; "at:<id>" for its own
 region only (for removals that must skip a subtree, see push.py); "screen:<id>" for itself. A
 player pairing joins "pair:<hash of its secret>".
+
+A python-socketio namespace, not Flask-SocketIO's: its handlers run without a Flask request
+context, and the common paths — a connect with a known token, a heartbeat, a reconcile whose
+snapshot is cached, an alert acknowledgement — without an app context or a database connection
+(server/realtime/directory.py). The rest (pairing, an unknown token, a snapshot not cached yet,
+plays, frames) opens an app context for its database work.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from typing import Any
 
-from flask import current_app, request
-from flask_socketio import ConnectionRefusedError, Namespace, emit, join_room
+import socketio
+from flask import Flask
 
 from player import protocol
 from server import metrics
 from server.extensions import db
-from server.models import Region, Screen
+from server.models import Screen
 from server.models.base import utcnow
-from server.realtime.alert_dispatch import dispatcher
-from server.services import heartbeats, playlist, presence, revisions
+from server.realtime.directory import ScreenEntry
+from server.realtime.state import Connection, Realtime
+from server.services import playlist, qr
 from server.services import screens as screen_service
 from server.services.errors import ValidationError
 
 log = logging.getLogger(__name__)
 
-REFUSED_TOKEN = "unknown or revoked token"
-
-# Handshakes that do their database work at once. The rest wait their turn up to
-# CONNECT_WAIT_SECONDS, then are refused as busy (protocol.BUSY: the player retries after a
-# short backoff) — rather than thousands of handlers in a reconnect storm queueing on the
-# database pool past the players' 10 s connect timeout and doing work for players gone.
-CONNECT_CONCURRENCY = 16
-CONNECT_WAIT_SECONDS = 4.0
-_gate = threading.BoundedSemaphore(CONNECT_CONCURRENCY)
+REFUSED_TOKEN = "unknown token"
+REFUSED_REVOKED = "revoked"
+RETRY_AFTER_ERROR = 10  # seconds: a connect that failed on our side (protocol.BUSY)
 
 
-def screen_rooms(screen: Screen, chain: list[int] | None = None) -> list[str]:
-    chain = chain if chain is not None else revisions.chain_ids(screen.region)
-    return [*(f"region:{rid}" for rid in chain), f"at:{screen.region_id}", f"screen:{screen.id}"]
+def screen_rooms(entry: ScreenEntry) -> list[str]:
+    return [*(f"region:{rid}" for rid in entry.chain), f"at:{entry.region_id}",
+            f"screen:{entry.id}"]
 
 
-NAMES_SECONDS = 60.0
-_names: dict[int, tuple[float, str, str]] = {}
-
-
-def region_names(region: Region) -> tuple[str, str]:
-    """(full name, name of the root) of a region, kept a minute in this process: a storm of
-    reconnecting screens must not walk every screen's ancestors again. A renamed region shows
-    in WELCOME within the minute (and in the admin at once)."""
-    now = time.monotonic()
-    hit = _names.get(region.id)
-    if hit is not None and now - hit[0] < NAMES_SECONDS:
-        return hit[1], hit[2]
-    chain = [*region.ancestors(), region]
-    full, root = " · ".join(r.name for r in chain), chain[0].name
-    _names[region.id] = (now, full, root)
-    return full, root
-
-
-def welcome(screen: Screen, revision: int) -> dict[str, Any]:
-    full, root = region_names(screen.region)
-    county = current_app.config.get("COUNTY_NAME") or root
+def welcome(app: Flask, rt: Realtime, entry: ScreenEntry, revision: int) -> dict[str, Any]:
+    full, root = rt.directory.names(entry)
+    base = app.config["PUBLIC_BASE_URL"]
     return {
-        "screen": screen_service.describe(screen, region_name=full),
-        "county_name": county,
+        "screen": {
+            "code": entry.code,
+            "name": entry.name,
+            "region": full,
+            "region_id": entry.region_id,
+            # Ancestors and itself: a notice aimed at any of these is for this screen.
+            "region_chain": list(entry.chain),
+            # The screen's own page for residents (the standby slide's QR code).
+            "public_url": qr.screen_url(base, entry.code),
+            "width": entry.width,
+            "height": entry.height,
+            "orientation": entry.orientation,
+        },
+        "county_name": app.config.get("COUNTY_NAME") or root,
         "server_time": utcnow().isoformat(timespec="seconds") + "Z",
         "revision": revision,
         "protocol": protocol.PROTOCOL_VERSION,
@@ -79,23 +72,16 @@ def _iso(value: Any) -> str:
     return str(value.isoformat(timespec="seconds")) + "Z"
 
 
-def client_ip() -> str | None:
+def client_ip(app: Flask, environ: dict[str, Any]) -> str | None:
     """The player's address; behind CUNPING_PROXY_COUNT proxies, from X-Forwarded-For (the
     Socket.IO middleware sees the request before ProxyFix does)."""
-    hops = current_app.config.get("PROXY_COUNT") or 0
+    hops = app.config.get("PROXY_COUNT") or 0
     if hops:
-        forwarded = request.headers.get("X-Forwarded-For", "")
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
         chain = [part.strip() for part in forwarded.split(",") if part.strip()]
         if len(chain) >= hops:
             return chain[-hops]
-    return request.remote_addr
-
-
-def _reply(event: str, data: dict[str, Any]) -> None:
-    """Send to the connection of this event, which this process holds: straight to it, not
-    through the message queue (where every other server process would decode it for nothing,
-    10,000 snapshots in a reconnect storm)."""
-    emit(event, data, ignore_queue=True)
+    return environ.get("REMOTE_ADDR")
 
 
 def _too_big(data: Any, limit: int) -> bool:
@@ -105,145 +91,195 @@ def _too_big(data: Any, limit: int) -> bool:
         return True
 
 
-class PlayerNamespace(Namespace):
-    """One connection per player; `sid` → screen id for the connections of this process."""
+class PlayerNamespace(socketio.Namespace):
+    """One connection per player; the app's realtime state knows them (sid → screen)."""
 
-    def __init__(self, namespace: str) -> None:
-        super().__init__(namespace)
-        self._screens: dict[str, int] = {}
-        self._lock = threading.Lock()
+    def __init__(self, rt: Realtime) -> None:
+        super().__init__(protocol.NAMESPACE)
+        self.rt = rt
+        self.app = rt.app
 
-    # --- helpers ---
-
-    def _screen(self) -> Screen | None:
-        with self._lock:
-            screen_id = self._screens.get(request.sid)  # type: ignore[attr-defined]
-        if screen_id is None:
-            return None
-        screen = db.session.get(Screen, screen_id)
-        if screen is None or screen.revoked_at is not None:
-            return None
-        return screen
-
-    def _send_snapshot(self, screen: Screen) -> None:
-        _reply(protocol.SNAPSHOT, playlist.snapshot(screen).as_payload())
-
-    # --- events ---
+    def _reply(self, sid: str, event: str, data: dict[str, Any]) -> None:
+        """Send to a connection this process holds: straight to it, not through the message
+        queue (where every other server process would decode it for nothing)."""
+        self.emit(event, data, to=sid, ignore_queue=True)
 
     def trigger_event(self, event: str, *args: Any) -> Any:
         metrics.event_received(event, hasattr(self, "on_" + (event or "")))
         return super().trigger_event(event, *args)
 
-    def on_connect(self, auth: Any = None) -> None:
-        if not _gate.acquire(timeout=CONNECT_WAIT_SECONDS):
-            metrics.screen_busy()
-            raise ConnectionRefusedError(protocol.BUSY)
-        try:
-            self._connect(auth)
-        finally:
-            _gate.release()
+    # --- connect ---
 
-    def _connect(self, auth: Any) -> None:
+    def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         auth = auth if isinstance(auth, dict) else {}
         token = auth.get("token")
         if not token and isinstance(auth.get("pairing"), str):
-            self._pair(auth)
+            with self.app.app_context():
+                self._pair(sid, auth)
             return
-        screen = screen_service.authenticate(token) if isinstance(token, str) else None
-        if screen is None:
-            metrics.screen_refused()
-            raise ConnectionRefusedError(REFUSED_TOKEN)
-        sid = request.sid  # type: ignore[attr-defined]
-        screen_id, code, chain = screen.id, screen.code, revisions.chain_ids(screen.region)
-        with self._lock:
-            self._screens[sid] = screen_id
-        for room in screen_rooms(screen, chain):
-            join_room(room)
-        # Rooms first, then the snapshot: a change committed meanwhile is in one or the other.
-        snap = playlist.snapshot(screen)
-        hello = welcome(screen, snap.revision)  # before the commit below expires `screen`
-        ip = client_ip()
-        # Online, seen today, announced to the dashboard: written behind, with the others.
-        heartbeats.writer.connected(screen_id, sid, ip, code, chain)
-        metrics.screen_connected(code, sid, ip)
-        # Alerts before anything else: a screen coming back shows any alert in force first.
-        dispatcher.register(sid, screen_id, chain)
-        _reply(protocol.WELCOME, hello)
-        if auth.get("revision") != snap.revision or auth.get("digest") != snap.digest:
-            _reply(protocol.SNAPSHOT, snap.as_payload())
+        entry = self._authenticate(token)
+        try:
+            self._accept(sid, environ, auth, entry)
+        except Exception:  # the database, say, on a snapshot not cached: come back soon
+            log.exception("connect of screen %s failed", entry.code)
+            self.rt.pop(sid)
+            self.rt.dispatcher.forget(sid)
+            raise socketio.exceptions.ConnectionRefusedError(
+                protocol.BUSY, {"retry_after": RETRY_AFTER_ERROR}) from None
 
-    def _pair(self, auth: dict[str, Any]) -> None:
+    def _accept(self, sid: str, environ: dict[str, Any], auth: dict[str, Any],
+                entry: ScreenEntry) -> None:
+        rt = self.rt
+        rt.add(Connection(sid, entry, client_ip(self.app, environ)))
+        for room in screen_rooms(entry):
+            self.enter_room(sid, room)
+        # Rooms first, then the revision and snapshot: a change committed meanwhile is in one
+        # or the other.
+        revision = rt.directory.revision(entry.chain)
+        reported = auth.get("revision")
+        if isinstance(reported, int) and reported > revision:
+            revision = self._catch_up(entry)  # a push from another process came first
+        snap = self._snapshot(entry, revision)
+        conn = rt.get(sid)
+        ip = conn.ip if conn is not None else None
+        # Online, seen today, announced to the dashboard: written behind, with the others.
+        rt.heartbeats.connected(entry.id, sid, ip, entry.code, list(entry.chain))
+        metrics.screen_connected(entry.code, sid, ip)
+        # Alerts before anything else: a screen coming back shows any alert in force first.
+        rt.dispatcher.register(sid, entry.id, entry.chain)
+        self._reply(sid, protocol.WELCOME, welcome(self.app, rt, entry, snap.revision))
+        if reported != snap.revision or auth.get("digest") != snap.digest:
+            self._reply(sid, protocol.SNAPSHOT, snap.as_payload())
+
+    def _authenticate(self, token: Any) -> ScreenEntry:
+        """The screen of this token, from memory; the database for a token not known here.
+        Refused: told why (unknown token, or revoked and by whom's reason)."""
+        if not isinstance(token, str) or not token.startswith(screen_service.TOKEN_PREFIX) \
+                or len(token) > 200:
+            metrics.screen_refused()
+            raise socketio.exceptions.ConnectionRefusedError(REFUSED_TOKEN)
+        token_hash = screen_service.hash_secret(token)
+        entry = self.rt.directory.screen(token_hash)
+        if entry is not None:
+            return entry
+        with self.app.app_context():
+            entry = self.rt.directory.lookup(token_hash)
+            revoked = entry is None and db.session.scalar(
+                db.select(Screen.id).where(Screen.token_hash == token_hash,
+                                           Screen.revoked_at.is_not(None))
+            ) is not None
+        if entry is None:
+            metrics.screen_refused()
+            raise socketio.exceptions.ConnectionRefusedError(
+                REFUSED_REVOKED if revoked else REFUSED_TOKEN)
+        return entry
+
+    def _catch_up(self, entry: ScreenEntry) -> int:
+        with self.app.app_context():
+            self.rt.directory.refresh()
+        return self.rt.directory.revision(entry.chain)
+
+    def _snapshot(self, entry: ScreenEntry, revision: int) -> playlist.Snapshot:
+        snap = playlist.cached(self.app, entry.region_id, revision)
+        if snap is None:
+            with self.app.app_context():
+                snap = playlist.snapshot_at(entry.region_id, revision)
+        return snap
+
+    def _pair(self, sid: str, auth: dict[str, Any]) -> None:
         try:
             req = screen_service.start_pairing(
                 auth["pairing"], auth.get("width", 1920), auth.get("height", 1080)
             )
         except ValidationError as exc:
-            raise ConnectionRefusedError(exc.message) from None
-        join_room(f"pair:{req.secret_hash}")
+            raise socketio.exceptions.ConnectionRefusedError(exc.message) from None
+        self.enter_room(sid, f"pair:{req.secret_hash}")
         if req.screen_id is not None and req.token:
-            _reply(protocol.PAIRED, {"token": req.token})
+            self._reply(sid, protocol.PAIRED, {"token": req.token})
         else:
-            _reply(protocol.PAIRING, {"code": req.code, "expires_at": _iso(req.expires_at)})
+            self._reply(sid, protocol.PAIRING,
+                        {"code": req.code, "expires_at": _iso(req.expires_at)})
 
-    def on_sync(self, data: Any = None) -> dict[str, Any]:
+    # --- steady traffic: from memory ---
+
+    def on_sync(self, sid: str, data: Any = None) -> dict[str, Any]:
         """The player's periodic check: {"revision", "digest"} → ack current, or a snapshot."""
-        screen = self._screen()
-        if screen is None:
+        conn = self.rt.get(sid)
+        if conn is None:
             return {"status": "refused"}
         data = data if isinstance(data, dict) and not _too_big(data, 1024) else {}
-        snap = playlist.snapshot(screen)
+        entry = conn.screen
+        revision = self.rt.directory.revision(entry.chain)
+        reported = data.get("revision")
+        if isinstance(reported, int) and reported > revision:
+            revision = self._catch_up(entry)
+        snap = self._snapshot(entry, revision)
         # The same notices (digest) is enough: the player adopts the server's revision.
-        if data.get("digest") == snap.digest and data.get("revision") != -1:
+        if data.get("digest") == snap.digest and reported != -1:
             return {"status": "current", "revision": snap.revision}
-        self._send_snapshot(screen)
+        self._reply(sid, protocol.SNAPSHOT, snap.as_payload())
         return {"status": "snapshot", "revision": snap.revision}
 
-    def on_heartbeat(self, data: Any = None) -> dict[str, Any]:
-        """What the player shows now: checked here, written behind (services.heartbeats) —
-        no database work per heartbeat. A revoked screen's connection is closed by the revoke,
-        and the write skips revoked screens."""
-        sid = request.sid  # type: ignore[attr-defined]
-        with self._lock:
-            screen_id = self._screens.get(sid)
-        if screen_id is None:
+    def on_heartbeat(self, sid: str, data: Any = None) -> dict[str, Any]:
+        """What the player shows now: checked here, written behind (services.heartbeats).
+        A revoked screen's connection is closed by the revoke, and the write skips revoked
+        screens."""
+        conn = self.rt.get(sid)
+        if conn is None:
             return {"status": "refused"}
         state = None if _too_big(data, 4096) else screen_service.clean_state(data)
         if state is None:
-            log.warning("screen %s sent a malformed heartbeat", screen_id)
-            return {"status": "ignored"}
-        heartbeats.writer.note(screen_id, state, sid)
+            log.warning("screen %s sent a malformed heartbeat", conn.screen.code)
+            return {"status": "ignored", "reason": "malformed heartbeat"}
+        self.rt.heartbeats.note(conn.screen.id, state, sid)
         return {"status": "ok"}
 
-    def on_plays(self, data: Any = None) -> dict[str, Any]:
+    def on_alerts_ack(self, sid: str, data: Any = None) -> dict[str, Any]:
+        """protocol.ALERTS_ACK: {"have": ["code:version", ...]} — the alerts the player now
+        holds (saved). Gathered and written by the dispatcher's next pass."""
+        have = data.get("have") if isinstance(data, dict) else None
+        if not self.rt.dispatcher.acknowledged(sid, have):
+            log.warning("connection %s sent a malformed alerts acknowledgement", sid)
+            return {"status": "ignored", "reason": "malformed acknowledgement"}
+        return {"status": "ok"}
+
+    # --- occasional: with the database ---
+
+    def _screen(self, sid: str) -> Screen | None:
+        conn = self.rt.get(sid)
+        if conn is None:
+            return None
+        screen = db.session.get(Screen, conn.screen.id)
+        if screen is None or screen.revoked_at is not None:
+            return None
+        return screen
+
+    def on_plays(self, sid: str, data: Any = None) -> dict[str, Any]:
         """Proof of play: a batch of slides shown (protocol.PLAYS)."""
         from server.services import plays
 
-        screen = self._screen()
-        if screen is None:
-            return {"status": "refused"}
-        return plays.record(screen, data)
+        with self.app.app_context():
+            screen = self._screen(sid)
+            if screen is None:
+                return {"status": "refused"}
+            return plays.record(screen, data)
 
-    def on_frame(self, data: Any = None) -> dict[str, Any]:
+    def on_frame(self, sid: str, data: Any = None) -> dict[str, Any]:
         """The frame on screen, sent because an editor asked for a screenshot."""
         from server.services import screenshots
 
-        screen = self._screen()
-        if screen is None:
-            return {"status": "refused"}
-        return screenshots.receive(screen, data)
+        with self.app.app_context():
+            screen = self._screen(sid)
+            if screen is None:
+                return {"status": "refused"}
+            return screenshots.receive(screen, data)
 
-    def on_disconnect(self, reason: Any = None) -> None:
-        sid = request.sid  # type: ignore[attr-defined]
-        with self._lock:
-            screen_id = self._screens.pop(sid, None)
-        dispatcher.forget(sid)
-        if screen_id is None:
+    def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        conn = self.rt.pop(sid)
+        self.rt.dispatcher.forget(sid)
+        if conn is None:
             return
-        # Gone before its connect was written: nothing to undo, nobody was told.
-        unwritten = heartbeats.writer.forget(screen_id)
-        screen = db.session.get(Screen, screen_id)
-        metrics.screen_disconnected(screen.code if screen else screen_id, sid, reason)
-        if screen is not None and not unwritten:
-            screen_service.record_disconnect(screen, sid)
-            if not screen.online:
-                presence.announce(screen, online=False)
+        entry = conn.screen
+        metrics.screen_disconnected(entry.code, sid, reason)
+        # Offline and announced with the next write (unless a newer connection holds it).
+        self.rt.heartbeats.disconnected(entry.id, sid, entry.code, list(entry.chain))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
@@ -22,7 +22,12 @@ from server import metrics, signals
 from server.extensions import db, socketio
 from server.models import Notice, NoticeStatus, PairingRequest, Region, Screen
 from server.models.base import utcnow
-from server.services import playlist, revisions
+from server.realtime import rooms
+from server.realtime.state import Realtime, state
+from server.services import playlist
+
+# rooms.INTERNAL: forget a screen (revoked, moved, renamed, new token): {"screen_id": int}
+FORGET = "forget"
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +99,11 @@ def on_notice_changed(
     changes: list[Any] | None = None,
     **kwargs: Any,
 ) -> None:
+    directory = state(sender).directory
     for change in changes or []:
+        # This process knows the new revisions at once (the others within a second, from the
+        # counter, or sooner when one of their players reports it).
+        directory.note([(rid, change["revision"]) for rid in change["region_ids"]])
         try:
             push_change(change["notice_id"], list(change["region_ids"]), change["revision"])
         except Exception:  # the change is saved; the players' reconcile will catch up
@@ -132,9 +141,12 @@ def on_screen_changed(
     message: str = "",
     **kwargs: Any,
 ) -> None:
-    """Revoked: tell the player and close its connection (in whichever process holds it).
+    """Every process forgets what it knew of the screen (through the message queue): its next
+    connect is answered from the database.
+    Revoked: tell the player and close its connection (in whichever process holds it).
     Moved: swap its rooms on the live connection and send it its new region's snapshot, when
     this process holds the connection; otherwise close it, and the player reconnects."""
+    socketio.emit(FORGET, {"screen_id": screen_id}, namespace=rooms.INTERNAL)
     if reason == "revoked":
         # The editor's reason, shown on the screen (say, "moved to the new service hall").
         _emit(protocol.REVOKED, {"reason": message or "revoked"}, [f"screen:{screen_id}"])
@@ -144,7 +156,9 @@ def on_screen_changed(
     server = socketio.server
     if reason != "moved" or screen is None or server is None:
         return
-    if not sid or not server.manager.is_connected(sid, protocol.NAMESPACE):
+    rt = state(sender)
+    conns = [c for c in rt.of_screen(screen_id) if sid is None or c.sid == sid]
+    if not conns:
         # The connection lives in another server process, with its rooms and its alert
         # dispatcher's record of the screen's regions — or its connect is not written yet
         # (services.heartbeats), so `sid` is unknown or an older one: close it there (through
@@ -156,25 +170,37 @@ def on_screen_changed(
         return
     from server.realtime.player_namespace import screen_rooms, welcome
 
-    old = db.session.get(Region, old_region_id) if old_region_id else None
-    if old is not None:
-        old_rooms = [f"region:{rid}" for rid in revisions.chain_ids(old)] + [f"at:{old.id}"]
-        for room in old_rooms:
-            server.leave_room(sid, room, namespace=protocol.NAMESPACE)
-    for room in screen_rooms(screen):
-        server.enter_room(sid, room, namespace=protocol.NAMESPACE)
-    from server.realtime.alert_dispatch import dispatcher
-
-    dispatcher.move(sid, revisions.chain_ids(screen.region))
+    entry = rt.directory.remember(screen)
+    if entry is None:
+        return
     snap = playlist.snapshot(screen)
-    _emit(protocol.WELCOME, welcome(screen, snap.revision), [sid])
-    _emit(protocol.SNAPSHOT, snap.as_payload(), [sid])
+    for conn in conns:
+        for room in screen_rooms(conn.screen):
+            server.leave_room(conn.sid, room, namespace=protocol.NAMESPACE)
+        conn.screen = entry
+        for room in screen_rooms(entry):
+            server.enter_room(conn.sid, room, namespace=protocol.NAMESPACE)
+        rt.dispatcher.move(conn.sid, list(entry.chain))
+        _emit(protocol.WELCOME, welcome(sender, rt, entry, snap.revision), [conn.sid])
+        _emit(protocol.SNAPSHOT, snap.as_payload(), [conn.sid])
+
+
+def on_alerts_changed(sender: Flask, **kwargs: Any) -> None:
+    state(sender).dispatcher.wake()
+
+
+def internal_receiver(rt: Realtime) -> Callable[[str, Any], None]:
+    """What a process does with the messages of rooms.INTERNAL (its own and the others')."""
+
+    def receive(event: str, data: Any) -> None:
+        if event == FORGET and isinstance(data, dict) and isinstance(data.get("screen_id"), int):
+            rt.directory.forget(data["screen_id"])
+
+    return receive
 
 
 def connect_signals() -> None:
     signals.notice_changed.connect(on_notice_changed)
     signals.screen_paired.connect(on_screen_paired)
     signals.screen_changed.connect(on_screen_changed)
-    from server.realtime.alert_dispatch import on_alerts_changed
-
     signals.alerts_changed.connect(on_alerts_changed)

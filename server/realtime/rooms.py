@@ -63,12 +63,38 @@ class RoomIndex:
         return [r for r in self._rooms_of().get((namespace, sid), ()) if r is not None]
 
 
+# Messages between the server processes themselves (no connection is ever in it): emitted like
+# any event, so with a message queue every process hears it, and each hands it to `on_internal`
+# (server/realtime/__init__.py: invalidations of the screens' directory).
+INTERNAL = "/cunping-internal"
+
+
 class Manager(RoomIndex, socketio.Manager):
     """One process."""
+
+    on_internal: Any = None
+
+    def emit(self, event: str, data: Any, namespace: str, *args: Any, **kwargs: Any) -> Any:
+        if namespace == INTERNAL:
+            if self.on_internal is not None:
+                self.on_internal(event, data)
+            return None
+        return super().emit(event, data, namespace, *args, **kwargs)
 
 
 class RedisManager(RoomIndex, socketio.RedisManager):
     """Several processes with a Redis message queue."""
+
+    on_internal: Any = None
+
+    def _handle_emit(self, message: dict[str, Any]) -> None:
+        if message.get("namespace") == INTERNAL:  # this process's own, or another's
+            data = message.get("data")
+            if self.on_internal is not None:
+                self.on_internal(message.get("event"), data[0] if isinstance(data, list)
+                                 and len(data) == 1 else data)
+            return
+        super()._handle_emit(message)
 
 
 def client_manager(queue: str | None, channel: str) -> socketio.Manager:

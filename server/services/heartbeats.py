@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import bindparam, or_, update
+from sqlalchemy import bindparam, or_, select, update
 
 from server.extensions import db
 from server.models import PairingRequest, Screen
@@ -42,10 +42,21 @@ class Connect:
     chain: list[int]
 
 
+@dataclass
+class Disconnect:
+    sid: str
+    code: str
+    chain: list[int]
+
+
 class HeartbeatWriter:
-    def __init__(self) -> None:
+    """One per app (server/realtime/state.py): the app's database is where it writes."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
         self._pending: dict[int, tuple[dict[str, Any], str, datetime]] = {}
         self._connects: dict[int, Connect] = {}
+        self._disconnects: dict[int, Disconnect] = {}
         self._lock = threading.Lock()
         self._soon = threading.Event()
         self._running = False
@@ -55,6 +66,7 @@ class HeartbeatWriter:
         """The screen connected on `sid`: online, seen today, its pairing token delivered —
         written (and announced to the dashboard) by the next pass."""
         with self._lock:
+            self._disconnects.pop(screen_id, None)
             self._connects[screen_id] = Connect(sid, ip, now or utcnow(), code, chain)
         if not self._running:
             self.flush()
@@ -69,26 +81,43 @@ class HeartbeatWriter:
         if not self._running:
             self.flush()
 
-    def forget(self, screen_id: int) -> bool:
-        """The screen's connection closed: a connect or heartbeat still pending must not mark
-        it online. True when its connect had not been written yet (nobody heard of it)."""
+    def disconnected(self, screen_id: int, sid: str, code: str, chain: list[int]) -> None:
+        """The screen's connection `sid` closed: offline (unless a newer connection holds it)
+        and announced, with the next pass. A connect or heartbeat still pending is dropped; a
+        connect never written needs nothing written (nobody heard of it)."""
         with self._lock:
-            self._pending.pop(screen_id, None)
-            return self._connects.pop(screen_id, None) is not None
+            # Only what this connection left: a newer connection's connect and heartbeat stay.
+            pending = self._pending.get(screen_id)
+            if pending is not None and pending[1] == sid:
+                del self._pending[screen_id]
+            connect = self._connects.get(screen_id)
+            if connect is not None and connect.sid == sid:
+                del self._connects[screen_id]
+            else:  # written, or replaced: the write checks the connection still holds it
+                self._disconnects[screen_id] = Disconnect(sid, code, chain)
+        if not self._running:
+            self.flush()
+        else:
+            self._soon.set()
 
     def pending(self) -> int:
         with self._lock:
-            return len(self._pending) + len(self._connects)
+            return len(self._pending) + len(self._connects) + len(self._disconnects)
 
     def flush(self) -> int:
-        """Write what is pending (in an app context); returns how many. Commits."""
+        """Write what is pending; returns how many. Commits."""
+        with self.app.app_context():
+            return self._flush()
+
+    def _flush(self) -> int:
         with self._lock:
             batch, self._pending = self._pending, {}
             connects, self._connects = self._connects, {}
-        if not batch and not connects:
+            gone, self._disconnects = self._disconnects, {}
+        if not batch and not connects and not gone:
             return 0
         try:
-            _write(batch, connects)
+            offline = _write(batch, connects, gone)
         except Exception:
             db.session.rollback()
             with self._lock:  # keep them for the next pass, unless newer ones came meanwhile
@@ -96,11 +125,14 @@ class HeartbeatWriter:
                     self._pending.setdefault(screen_id, entry)
                 for screen_id, connect in connects.items():
                     self._connects.setdefault(screen_id, connect)
+                for screen_id, disconnect in gone.items():
+                    if screen_id not in self._connects:
+                        self._disconnects.setdefault(screen_id, disconnect)
             raise
-        _announce(connects)
-        return len(batch) + len(connects)
+        _announce(connects, {i: gone[i] for i in offline})
+        return len(batch) + len(connects) + len(gone)
 
-    def start(self, app: Flask, interval: float = FLUSH_SECONDS) -> Any:
+    def start(self, interval: float = FLUSH_SECONDS) -> Any:
         """The background loop of a serving process (a greenlet under gevent)."""
         from server.extensions import socketio
 
@@ -115,20 +147,16 @@ class HeartbeatWriter:
                     self._soon.clear()
                     socketio.sleep(CONNECT_SECONDS)
                 try:
-                    with app.app_context():
-                        self.flush()
+                    self.flush()
                 except Exception:  # kept pending; the next pass retries
                     log.exception("writing heartbeats failed")
 
         return socketio.start_background_task(loop)
 
-    def reset(self) -> None:
-        with self._lock:
-            self._pending.clear()
-
 
 def _write(batch: dict[int, tuple[dict[str, Any], str, datetime]],
-           connects: dict[int, Connect]) -> None:
+           connects: dict[int, Connect], gone: dict[int, Disconnect]) -> list[int]:
+    """Write them all in a few statements and one commit; returns the screens now offline."""
     from server.services import presence
 
     table = Screen.__table__
@@ -164,18 +192,32 @@ def _write(batch: dict[int, tuple[dict[str, Any], str, datetime]],
             [{"b_id": screen_id, "b_state": state, "b_sid": sid, "b_now": now}
              for screen_id, (state, sid, now) in sorted(batch.items())],
         )
+    offline: list[int] = []
+    if gone:
+        # Offline, unless a newer connection of the same screen already replaced this one.
+        connection.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"),
+                   or_(table.c.connected_sid.is_(None),
+                       table.c.connected_sid == bindparam("b_sid")))
+            .values(online=False, connected_sid=None),
+            [{"b_id": screen_id, "b_sid": d.sid} for screen_id, d in sorted(gone.items())],
+        )
+        offline = list(db.session.scalars(
+            select(table.c.id).where(table.c.id.in_(sorted(gone)), table.c.online.is_(False))
+        ))
     seen = {screen_id: now for screen_id, (_s, _sid, now) in batch.items()}
     seen.update({screen_id: c.at for screen_id, c in connects.items()})
     presence.seen_many(sorted(seen.items()))
     db.session.commit()
+    return offline
 
 
-def _announce(connects: dict[int, Connect]) -> None:
-    """The dashboard hears of the screens that came online (now that the database says so)."""
+def _announce(connects: dict[int, Connect], offline: dict[int, Disconnect]) -> None:
+    """The dashboard hears of the screens that came and went (now that the database says so)."""
     from server.services import presence
 
     for screen_id, c in connects.items():
         presence.announce_ids(screen_id, c.code, c.chain, online=True)
-
-
-writer = HeartbeatWriter()
+    for screen_id, d in offline.items():
+        presence.announce_ids(screen_id, d.code, d.chain, online=False)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flask import current_app
+from flask import Flask, current_app
 
 from player import protocol
 from server.models import Notice, Revision, Screen
@@ -105,8 +105,8 @@ class _Cache:
                 self.entries.popitem(last=False)
 
 
-def _cache() -> _Cache:
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+def _cache(app: Flask | None = None) -> _Cache:
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     cache = app.extensions.get("cunping_snapshots")
     if cache is None:
         cache = app.extensions.setdefault("cunping_snapshots", _Cache(CACHE_SIZE))
@@ -115,15 +115,25 @@ def _cache() -> _Cache:
 
 def snapshot(screen: Screen, now: datetime | None = None) -> Snapshot:
     """Everything `screen` should show now, at its revision (cached per region and revision)."""
+    return snapshot_at(screen.region_id, revisions.screen_revision(screen), now)
+
+
+def cached(app: Flask, region_id: int, revision: int) -> Snapshot | None:
+    """The snapshot of (region, revision) when this process has it: no database and no app
+    context (the players' connects and reconciles)."""
+    return _cache(app).get((region_id, revision), utcnow())
+
+
+def snapshot_at(region_id: int, revision: int, now: datetime | None = None) -> Snapshot:
+    """What screens of `region_id` show at `revision` (the newest over its chain)."""
     now = now or utcnow()
-    revision = revisions.screen_revision(screen)
-    key = (screen.region_id, revision)
+    key = (region_id, revision)
     cache = _cache()
     entry = cache.get(key, now)
     if entry is not None:
         return entry
     cache.misses += 1
-    live = notice_service.live_for_regions([screen.region_id], now=now)[: protocol.MAX_NOTICES]
+    live = notice_service.live_for_regions([region_id], now=now)[: protocol.MAX_NOTICES]
     payloads = [notice_payload(n) for n in live]
     expiries = [n.live_revision.expire_at for n in live if n.live_revision.expire_at]
     entry = Snapshot(

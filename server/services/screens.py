@@ -195,6 +195,7 @@ def rename(actor: User, screen: Screen, name: str) -> Screen:
     screen.name = name
     audit.record(actor, "screen", screen.id, "rename", detail={"from": old, "to": name})
     db.session.commit()
+    _emit(signals.screen_changed, screen_id=screen.id, sid=screen.connected_sid, reason="renamed")
     return screen
 
 

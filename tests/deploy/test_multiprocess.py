@@ -16,6 +16,7 @@ from server import signals
 from server.extensions import db, socketio
 from server.models import Alert, AlertStatus, AuditEvent
 from server.models.base import utcnow
+from server.realtime.state import state
 from server.services import alerts, revisions
 from server.services import screens as screen_service
 from tests.conftest import World
@@ -96,11 +97,12 @@ def test_moving_a_screen_whose_connection_another_process_holds_closes_it_there(
     assert (protocol.REJOIN, {"reason": "moved"}, [f"screen:{screen.id}"]) in sent
 
 
-def test_moving_a_screen_whose_connect_is_not_written_yet_asks_its_player_to_rejoin(
+def test_moving_a_screen_whose_connect_is_not_written_yet_swaps_its_rooms_here(
     app: Flask, world: World
 ) -> None:
-    """Connects are written behind (services.heartbeats): a move within those seconds knows
-    no connection of the screen, and still reaches its player, through its room."""
+    """Connects are written behind (services.heartbeats): a move within those seconds finds no
+    connection in the database, but this process knows its own connections (the realtime
+    state), and moves it at once."""
     screen, token = screen_service.provision(None, world.village, "屏")
     client = socketio.test_client(app, namespace=protocol.NAMESPACE,
                                   auth={"token": token, "revision": -1, "digest": ""})
@@ -110,4 +112,11 @@ def test_moving_a_screen_whose_connect_is_not_written_yet_asks_its_player_to_rej
     db.session.commit()
     screen_service.move(world.admin, screen, world.other_village)
     got = [(e["name"], e["args"][0]) for e in client.get_received(protocol.NAMESPACE)]
-    assert (protocol.REJOIN, {"reason": "moved"}) in got
+    welcomes = [data for name, data in got if name == protocol.WELCOME]
+    assert welcomes and welcomes[-1]["screen"]["region_id"] == world.other_village.id
+    assert protocol.SNAPSHOT in [name for name, _data in got]
+    server = socketio.server
+    [sid] = [c.sid for c in state(app).of_screen(screen.id)]
+    rooms = set(server.manager.get_rooms(sid, protocol.NAMESPACE))
+    assert f"region:{world.other_village.id}" in rooms
+    assert f"region:{world.village.id}" not in rooms

@@ -70,11 +70,15 @@ class Screen:
         with self.lock:
             self.notices.append(data["notice"]["code"])
 
-    def _alerts(self, data: dict[str, Any]) -> dict[str, Any]:
+    def _alerts(self, data: dict[str, Any]) -> None:
         keys = [protocol.alert_key(a) for a in data["alerts"]]
         with self.lock:
             self.alerts.extend(keys)
-        return {"have": keys}
+        # As the player: acknowledged with ALERTS_ACK once the namespace is connected (the
+        # first set comes before the server's connect answer).
+        wait_until(lambda: protocol.NAMESPACE in self.client.namespaces, 10,
+                   what="the namespace connected")
+        self.client.emit(protocol.ALERTS_ACK, {"have": keys}, namespace=protocol.NAMESPACE)
 
 
 def scrape(base: str, headers: dict[str, str] | None = None) -> dict[tuple[str, str], float]:

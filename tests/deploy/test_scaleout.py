@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from player import protocol
 from tests.conftest import BACKENDS
 from tests.deploy.cluster import Cluster, http_status
 from tests.e2e.test_screen_e2e import Api
@@ -282,6 +283,30 @@ def test_revoking_a_screen_on_a_disconnects_its_player_on_b(
                what="the revocation on the player")
     wait_until(lambda: in_log(on_b, "server disconnect"), SHOWN, interval=0.1,
                what="B closing the revoked player's connection")
+    # B answers connects from memory: the revocation reached its memory at once (through
+    # Redis), long before its periodic reload — a connect there now is refused as revoked.
+    assert refusal(deployment.cluster.url("b"), deployment.screens["revoked"]["token"]) \
+        == {"message": "revoked"}
+
+
+def refusal(url: str, token: str) -> Any:
+    """What the server says to a connect with `token` (None: it was accepted)."""
+    import socketio
+
+    refused: list[Any] = []
+    client = socketio.Client(reconnection=False)
+
+    @client.on("connect_error", namespace=protocol.NAMESPACE)
+    def connect_error(data: Any) -> None:
+        refused.append(data)
+
+    try:
+        client.connect(url, transports=["websocket"], namespaces=[protocol.NAMESPACE],
+                       auth={"token": token, "revision": -1, "digest": ""}, wait_timeout=5)
+    except socketio.exceptions.ConnectionError:
+        return refused[0] if refused else "no answer"
+    client.disconnect()
+    return None
 
 
 def test_cunping_screen_revoke_on_the_command_line_disconnects_a_player_on_b(

@@ -65,6 +65,35 @@ def screen(link: PlayerClient) -> Iterator[Screen]:
     s.close()
 
 
+class Sent:
+    """Stands in for the Socket.IO client: what the namespace emits."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any, str | None]] = []
+        self.namespaces = {protocol.NAMESPACE: "sid"}
+
+    def emit(self, event: str, data: Any = None, namespace: str | None = None,
+             callback: Any = None) -> None:
+        self.events.append((event, data, namespace))
+
+
+def namespace(link: PlayerClient) -> PlayerNamespace:
+    ns = PlayerNamespace(link)
+    ns.client = Sent()  # type: ignore[assignment]
+    return ns
+
+
+def answer(link: PlayerClient, payload: Any, ns: PlayerNamespace | None = None) -> Any:
+    """What the player answers to ALERTS: the ALERTS_ACK it emits, None when it sends none."""
+    ns = ns or namespace(link)
+    sent: Sent = ns.client  # type: ignore[assignment]
+    sent.events.clear()
+    ns.on_alerts(payload)
+    acks = [d for e, d, n in sent.events if e == protocol.ALERTS_ACK and n == protocol.NAMESPACE]
+    assert len(acks) <= 1
+    return acks[0] if acks else None
+
+
 def alerts_event(*alerts: dict[str, Any], server_time: datetime | None = None) -> dict[str, Any]:
     return {"alerts": list(alerts), "server_time": iso(server_time or datetime.now(UTC))}
 
@@ -76,7 +105,7 @@ def test_alerts_are_saved_handed_over_and_acknowledged(link: PlayerClient,
                                                        screen: Screen) -> None:
     a, b = make_alert("AL1", version=2), make_alert("AL2", level=3)
     later = datetime.now(UTC) + timedelta(minutes=10)  # the server's clock is 10 min ahead
-    ack = PlayerNamespace(link).on_alerts(alerts_event(a, b, server_time=later))
+    ack = answer(link, alerts_event(a, b, server_time=later))
     assert ack == {"have": ["AL1:2", "AL2:1"]}
     saved, offset = link.store.load_alerts()
     assert saved == [a, b]
@@ -92,7 +121,7 @@ def test_the_ack_waits_until_the_screen_shows_the_alert(link: PlayerClient) -> N
     s = Screen(link.work, delay=0.4)
     try:
         started = time.monotonic()
-        ack = PlayerNamespace(link).on_alerts(alerts_event(make_alert("AL1")))
+        ack = answer(link, alerts_event(make_alert("AL1")))
         assert time.monotonic() - started >= 0.4
         assert ack == {"have": ["AL1:1"]}
     finally:
@@ -103,16 +132,16 @@ def test_no_confirmation_from_the_screen_still_acks_what_is_saved(
         link: PlayerClient, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(client_module, "ALERT_SHOWN_TIMEOUT", 0.2)
-    ack = PlayerNamespace(link).on_alerts(alerts_event(make_alert("AL1")))
+    ack = answer(link, alerts_event(make_alert("AL1")))
     assert ack == {"have": ["AL1:1"]}
     assert "did not confirm" in caplog.text
     assert link.store.load_alerts()[0][0]["code"] == "AL1"
 
 
 def test_cancel_is_an_empty_set(link: PlayerClient, screen: Screen) -> None:
-    ns = PlayerNamespace(link)
-    assert ns.on_alerts(alerts_event(make_alert("AL1"))) == {"have": ["AL1:1"]}
-    assert ns.on_alerts(alerts_event()) == {"have": []}
+    ns = namespace(link)
+    assert answer(link, alerts_event(make_alert("AL1")), ns) == {"have": ["AL1:1"]}
+    assert answer(link, alerts_event(), ns) == {"have": []}
     assert link.store.load_alerts()[0] == []
     assert [p["alerts"] for c, p in screen.items if c == "alerts"][-1] == []
 
@@ -136,7 +165,7 @@ def test_malformed_alerts_are_ignored_and_not_acknowledged(
     good = make_alert("KEEP")
     link.store.save_alerts([good], 0.0)
     link.alerts = [good]
-    assert PlayerNamespace(link).on_alerts(payload) is None
+    assert answer(link, payload) is None
     assert drain(link.work) == []
     assert link.alerts == [good]
     assert link.store.load_alerts()[0] == [good]
@@ -149,12 +178,12 @@ def test_unsaved_alerts_are_shown_but_not_acknowledged(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(link.store, "save_alerts", full)
-    assert PlayerNamespace(link).on_alerts(alerts_event(make_alert("AL1"))) is None
+    assert answer(link, alerts_event(make_alert("AL1"))) is None
     assert [p["alerts"][0]["code"] for c, p in screen.items if c == "alerts"] == ["AL1"]
 
 
 def test_revoked_screen_clears_alerts(link: PlayerClient, screen: Screen) -> None:
-    PlayerNamespace(link).on_alerts(alerts_event(make_alert("AL1")))
+    answer(link, alerts_event(make_alert("AL1")))
     PlayerNamespace(link).on_revoked({"reason": "revoked"})
     assert link.alerts == []
     assert link.store.load_alerts()[0] == []
@@ -436,6 +465,9 @@ def test_alerts_ack_frames_and_plays_over_a_real_connection(
         def on_heartbeat(self, sid: str, data: Any) -> None:
             pass
 
+        def on_alerts_ack(self, sid: str, data: Any) -> None:
+            acks.append(data)
+
     sio.register_namespace(Ns(protocol.NAMESPACE))
     http = make_server("127.0.0.1", 0, socketio.WSGIApp(sio), threaded=True)
     thread = threading.Thread(target=http.serve_forever, daemon=True)
@@ -450,12 +482,12 @@ def test_alerts_ack_frames_and_plays_over_a_real_connection(
         r.wait_frame(showing("LIVE"), timeout=10)
         time.sleep(1.3)  # on screen long enough to count as played
         sio.emit(protocol.ALERTS, alerts_event(make_alert("AL1", version=2)), to=sids[0],
-                 namespace=protocol.NAMESPACE, callback=lambda *a: acks.append(a))
+                 namespace=protocol.NAMESPACE)
         r.wait_frame(alert_frame("AL1"), timeout=2)
         deadline = time.monotonic() + 5
         while not acks and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert acks == [({"have": ["AL1:2"]},)]
+        assert acks == [{"have": ["AL1:2"]}]
         sio.emit(protocol.SCREENSHOT, {"request": "req-1"}, to=sids[0],
                  namespace=protocol.NAMESPACE)
         while not got["frame"] and time.monotonic() < deadline + 5:

@@ -5,6 +5,7 @@ the connect, refuse, pair and reconnect cycle."""
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -281,8 +282,6 @@ class FakeServer:
                     server.pair_sid = sid
                     self.emit(protocol.PAIRING, {"code": "654321", "expires_at": None}, to=sid)
                     return
-                if isinstance(auth, dict) and auth.get("token") == "busy-token-789":
-                    raise socketio.exceptions.ConnectionRefusedError(protocol.BUSY)
                 if not isinstance(auth, dict) or auth.get("token") not in server.tokens:
                     raise socketio.exceptions.ConnectionRefusedError("unknown token")
                 self.emit(protocol.WELCOME, WELCOME, to=sid)
@@ -355,26 +354,72 @@ def test_rejoin_makes_the_player_connect_again(
         link.stop()
 
 
-def test_a_busy_server_is_retried_with_the_short_backoff(
-    tmp_path: Path, fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_a_busy_server_is_retried_after_its_retry_after_with_jitter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str
 ) -> None:
-    caps: list[float] = []
+    """A saturated server answers the handshake with 503 and Retry-After (over WebSocket the
+    header, over long-polling the JSON body): the player waits at least that long."""
+    body = json.dumps({"message": protocol.BUSY, "retry_after": 7}).encode()
+    handshakes: list[str] = []
 
-    def fake_backoff(attempt: int, base: float = 1.0, cap: float = 60.0) -> float:
-        caps.append(cap)
+    def busy(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        handshakes.append(environ.get("QUERY_STRING", ""))
+        start_response("503 Service Unavailable", [
+            ("Retry-After", "7"), ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body)))])
+        return [body]
+
+    http = make_server("127.0.0.1", 0, busy, threaded=True)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    hints: list[float] = []
+
+    def fake_delay(retry_after: float) -> float:
+        hints.append(retry_after)
         return 0.05
 
-    monkeypatch.setattr(client_module, "backoff", fake_backoff)
-    link = PlayerClient(fake_server.url, Store(tmp_path), queue.Queue(), version="1",
-                        size=(1280, 720), config_token="busy-token-789")
+    monkeypatch.setattr(client_module, "busy_delay", fake_delay)
+    link = PlayerClient(f"http://127.0.0.1:{http.server_port}", Store(tmp_path), queue.Queue(),
+                        version="1", size=(1280, 720), config_token="busy-token-789")
+    if transport == "polling":  # as after two failed websocket attempts
+        monkeypatch.setattr(link, "client_factory", polling_only(link.client_factory))
     link.start()
     try:
         seen = wait_for(link.work, lambda c, p: c == "status" and p["state"] == "offline"
                         and p["reason"] == protocol.BUSY)
         assert not any(c == "status" and p["state"] == "refused" for c, p in seen)
+        deadline = time.monotonic() + 5
+        while len(hints) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
     finally:
         link.stop()
-    assert caps and set(caps) == {client_module.BACKOFF_MAX}  # never the refused screen's
+        http.shutdown()
+    assert hints[:3] == [7.0, 7.0, 7.0]
+    assert all(f"transport={transport}" in q for q in handshakes)
+
+
+def polling_only(factory: Callable[[], Any]) -> Callable[[], Any]:
+    def make() -> Any:
+        sio = factory()
+        connect = sio.connect
+
+        def connect_polling(*args: Any, **kwargs: Any) -> Any:
+            kwargs["transports"] = ["polling"]
+            return connect(*args, **kwargs)
+
+        sio.connect = connect_polling
+        return sio
+
+    return make
+
+
+def test_busy_delay_never_comes_back_before_the_hint() -> None:
+    delays = [client_module.busy_delay(8) for _ in range(200)]
+    assert all(8 <= d <= 8 * (1 + client_module.BUSY_JITTER) for d in delays)
+    assert max(delays) - min(delays) > 1  # spread, not one moment for everybody
+    assert client_module.busy_delay(0) >= 1
+    assert client_module.busy_delay(10**9) <= protocol.MAX_RETRY_AFTER * 1.25
 
 
 def test_refused_then_pairing_then_paired(tmp_path: Path, fake_server: FakeServer,

@@ -1,0 +1,109 @@
+"""Admission control: a saturated process refuses new Socket.IO handshakes before it spends
+anything on them.
+
+A restart brings every screen back at once. Accepted as they come, handshakes time out while
+they queue behind each other; their players retry into the same saturated process and every
+retry costs it again (congestion collapse: 3,572 of 10,000 screens back after 200 s, 71,340
+failed attempts). Here a new Engine.IO handshake (a /socket.io/ request without `sid`) is
+refused with HTTP 503 before python-engineio sees it — a few microseconds — when
+- more than `rate` handshakes a second came in (a token bucket, `burst` deep), or
+- the process is late on its own work (the event loop lags more than `lag_limit` seconds:
+  the admin's pages, pushes and alerts come first).
+
+The answer tells the player when to come back (`Retry-After`, and {"message": protocol.BUSY,
+"retry_after": s} for clients that read the body): refusals are handed consecutive slots of
+the admitted rate (a virtual queue), so a storm of N screens is told to spread over N / rate
+seconds, and drains at the process's full connect rate instead of collapsing. Players add full
+jitter on top (player/client.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from player import protocol
+
+RATE = 400.0  # handshakes a second admitted (measured: ~2 ms of CPU each, bench/load.py)
+BURST = 200
+LAG_LIMIT = 0.25  # seconds the event loop may be late before handshakes wait
+MAX_RETRY_AFTER = 60.0
+LAG_TICK = 0.05
+
+
+class Gate:
+    def __init__(self, rate: float = RATE, burst: float = BURST,
+                 lag_limit: float = LAG_LIMIT,
+                 on_refuse: Callable[[], None] | None = None) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.lag_limit = lag_limit
+        self.on_refuse = on_refuse
+        self._tokens = burst
+        self._stamp = time.monotonic()
+        self._next_slot = 0.0
+        self._lock = threading.Lock()
+        self.lag = 0.0  # seconds the loop was late at its last tick (see watch_lag)
+        self.admitted = 0
+        self.refused = 0
+
+    def admit(self, now: float | None = None) -> float | None:
+        """None: go ahead. Otherwise the seconds after which to try again."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self.lag <= self.lag_limit and self._tokens >= 1:
+                self._tokens -= 1
+                self.admitted += 1
+                return None
+            self.refused += 1
+            # The next free slot of the admitted rate, past those already handed out.
+            self._next_slot = max(self._next_slot, now) + 1.0 / self.rate
+            wait = min(MAX_RETRY_AFTER, max(1.0, self._next_slot - now + self.lag))
+        if self.on_refuse is not None:
+            self.on_refuse()
+        return wait
+
+    def watch_lag(self, sleep: Callable[[float], Any]) -> None:
+        """Measure how late the event loop runs (a greenlet of a serving process)."""
+        while True:
+            began = time.monotonic()
+            sleep(LAG_TICK)
+            self.lag = max(0.0, time.monotonic() - began - LAG_TICK)
+
+
+def is_handshake(environ: dict[str, Any], path: str = "/socket.io") -> bool:
+    """A new Engine.IO session: a request under the Socket.IO path with no `sid`."""
+    if not environ.get("PATH_INFO", "").startswith(path):
+        return False
+    query = environ.get("QUERY_STRING", "")
+    return "sid=" not in query
+
+
+class Middleware:
+    """WSGI middleware in front of Flask-SocketIO's."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], gate: Gate) -> None:
+        self.app = app
+        self.gate = gate
+
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if is_handshake(environ):
+            wait = self.gate.admit()
+            if wait is not None:
+                seconds = math.ceil(wait)
+                body = json.dumps({"message": protocol.BUSY, "retry_after": seconds}).encode()
+                start_response("503 Service Unavailable", [
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(body))),
+                    ("Retry-After", str(seconds)),
+                    ("Cache-Control", "no-store"),
+                ])
+                return [body]
+        return self.app(environ, start_response)
