@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
-from flask_babel import format_datetime, format_timedelta
+from flask_babel import format_datetime, format_timedelta, ngettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -38,6 +38,9 @@ Page = str | tuple[str, int] | Response
 STANDARD_SIZES = {(1920, 1080), (1280, 720), (1080, 1920)}
 PREVIEW_CACHE_SIZE = 64  # rendered notices (all pages of one revision at one size)
 STATE_FILTERS = {"online": _l("Online"), "offline": _l("Offline")}
+# A screen clock this far off the server's is pointed out (the player corrects for it, but a
+# technician should fix the box: its logs and anything else on it go by the wrong time).
+CLOCK_WARN_SECONDS = 60
 
 
 # --- forms ---------------------------------------------------------------------------------
@@ -101,6 +104,29 @@ def last_seen(value: datetime | None) -> str:
     if value is None:
         return _("never connected")
     return format_timedelta(value - utcnow(), add_direction=True, threshold=0.9)
+
+
+def _amount(seconds: int) -> str:
+    """“2 h”, “5 min”, “3 days”: rounded to the largest unit that fits (days from 2 days)."""
+    if seconds >= 2 * 86400:
+        days = round(seconds / 86400)
+        return ngettext("%(num)d day", "%(num)d days", days)
+    if seconds >= 3600:
+        return _("%(n)d h", n=round(seconds / 3600))
+    return _("%(n)d min", n=max(1, round(seconds / 60)))
+
+
+@bp.app_template_global("screen_clock_note")
+def clock_note(offset_s: int | None) -> str | None:
+    """“screen clock 2 h behind” (localised) when the screen's clock is at least
+    CLOCK_WARN_SECONDS off the server's; None when it is close or not reported. `offset_s` is
+    the server's clock minus the screen's: positive, the screen is behind."""
+    if offset_s is None or abs(offset_s) < CLOCK_WARN_SECONDS:
+        return None
+    amount = _amount(abs(offset_s))
+    if offset_s > 0:
+        return _("screen clock %(amount)s behind", amount=amount)
+    return _("screen clock %(amount)s ahead", amount=amount)
 
 
 @bp.app_template_global("screen_local_time")

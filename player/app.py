@@ -12,6 +12,12 @@ ALERT_SECONDS each; a new or updated alert is shown at once. When the last one e
 (cancelled, or past its expires_at by the server's clock) the playlist comes back.
 
 Each notice that leaves the screen becomes a Play (proof of play), handed to the network side.
+
+Times are judged by the server's clock: a set-top box often has no real-time clock and may run
+hours or days off. `clock_offset` (the server's clock minus ours, measured by the network side
+from WELCOME and ALERTS and kept across reboots) is added to our clock for publication and
+expiry of notices, alerts, the standby clock and the start of each play; deadlines are turned
+back into our clock for the loop's timeouts.
 """
 
 from __future__ import annotations
@@ -116,7 +122,7 @@ class PlayerApp:
         self.images: dict[str, Image.Image] = {}
 
         self.rotation = Rotation()
-        self.playlist_deadline: datetime | None = None
+        self.playlist_deadline: datetime | None = None  # by our clock
         self.playlist_dirty = True
         self.mode = ""
         self.slide: Slide | None = None
@@ -207,6 +213,7 @@ class PlayerApp:
     def _do_welcome(self, payload: dict[str, Any]) -> None:
         self.screen = payload["screen"]
         self.county_name = payload.get("county_name")
+        self._set_clock_offset(payload.get("offset"))
         self.paired = True
         self.pairing = None
         self.playlist_dirty = True  # the region chain may have changed
@@ -227,9 +234,7 @@ class PlayerApp:
         """The whole alert set (empty: no alert). New or updated alerts go on screen at once."""
         old = {protocol.alert_key(a) for a in self.alerts}
         self.alerts = list(payload.get("alerts") or [])
-        offset = payload.get("offset")
-        if isinstance(offset, int | float):
-            self.clock_offset = timedelta(seconds=float(offset))
+        self._set_clock_offset(payload.get("offset"))
         fresh = [protocol.alert_key(a) for a in self.alerts]
         self._alert_new = [k for k in self._alert_new if k in fresh]
         self._alert_new += [k for k in fresh if k not in old and k not in self._alert_new]
@@ -237,6 +242,19 @@ class PlayerApp:
         done = payload.get("done")
         if done is not None:
             self._alerts_done.append(done)
+
+    def _set_clock_offset(self, offset: Any) -> None:
+        """A new measure of the server's clock minus ours: everything timed is judged again."""
+        if not isinstance(offset, int | float) or isinstance(offset, bool):
+            return
+        offset_td = timedelta(seconds=float(offset))
+        if offset_td != self.clock_offset:
+            self.clock_offset = offset_td
+            self.playlist_dirty = self.alerts_dirty = True
+
+    def server_now(self) -> datetime:
+        """The server's time as best known: our clock plus the last measured offset."""
+        return datetime.now(UTC) + self.clock_offset
 
     def _do_screenshot(self, payload: dict[str, Any]) -> None:
         """Answered after the next step, with the frame then on screen (the network side
@@ -306,7 +324,8 @@ class PlayerApp:
         if self.playlist_dirty or (self.playlist_deadline is not None
                                    and now >= self.playlist_deadline):
             chain = self.screen.get("region_chain") if self.screen else None
-            playlist, self.playlist_deadline = build_playlist(self.notices, now, chain)
+            playlist, deadline = build_playlist(self.notices, now + self.clock_offset, chain)
+            self.playlist_deadline = deadline - self.clock_offset if deadline else None
             interrupt = self.rotation.update(playlist)
             self.playlist_dirty = False
         mode = self.decide_mode()
@@ -333,13 +352,14 @@ class PlayerApp:
             self._step_alert()
             return
         if mode == "standby":
-            minute = datetime.now().strftime("%Y%m%d%H%M")
-            key = ("standby", minute, self.county_name, repr(self.screen))
+            local = self.server_now().astimezone()  # the box's zone, the server's clock
+            key = ("standby", local.strftime("%Y%m%d%H%M"), self.county_name,
+                   repr(self.screen))
             if key != self.shown:
                 screen = self.screen or {}
                 image = self.renderer.standby(
                     county_name=self.county_name or "", screen_name=screen.get("name") or "",
-                    qr_url=screen.get("public_url"), now=datetime.now().astimezone())
+                    qr_url=screen.get("public_url"), now=local)
                 self._put(image, key, "standby")
         elif mode == "pairing":
             assert self.pairing is not None
@@ -432,7 +452,7 @@ class PlayerApp:
             return
         self._end_play()
         self.play = {"code": slide.code, "version": slide.version,
-                     "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     "started_at": self.server_now().strftime("%Y-%m-%dT%H:%M:%SZ"),
                      "t0": time.monotonic()}
 
     def _end_play(self) -> None:

@@ -5,7 +5,7 @@ keeps the notice set and revision on disk (player.store), and hands work to the 
 through a queue, as (command, payload) pairs (Anthias' command table):
 
     ("status",   {"state": "connecting"|"online"|"offline"|"refused", "reason": str})
-    ("welcome",  {"screen": {...}, "county_name": str|None})
+    ("welcome",  {"screen": {...}, "county_name": str|None, "offset": float})
     ("notices",  {"notices": [...], "revision": int})   the whole current set
     ("pairing",  {"code": str, "expires_at": str|None})
     ("images",   {url: PIL.Image})                       downloaded images
@@ -17,6 +17,15 @@ through a queue, as (command, payload) pairs (Anthias' command table):
 A malformed or oversized notice payload is logged and ignored, and a full resync is requested
 (SYNC with revision -1); a malformed ALERTS is logged, ignored and not acknowledged, so the
 server sends it again. Reconnects forever with jittered exponential backoff.
+
+A notice set that cannot be saved (disk full, read-only or failing storage) is handed to the
+screen all the same and shown from memory, so the digest this client reports (auth, SYNC,
+HEARTBEAT) is always that of the set the screen has; the save is retried with backoff
+(store.Retrier) and heartbeats say "store_error" until it works.
+
+The server's clock, not the box's, decides times: every WELCOME and ALERTS carries
+"server_time", and `clock_offset` (server minus ours, kept in state.json across reboots) is
+handed to the screen, which judges publication, expiry and alerts by our clock plus it.
 
 It also sends what the main thread hands it: proof of play (player.plays, PLAYS batches every
 protocol.PLAYS_SECONDS) and screenshots (FRAME, a JPEG of the frame on screen).
@@ -44,7 +53,7 @@ from PIL import Image
 from player import protocol
 from player.plays import PlayQueue
 from player.schedule import parse_time
-from player.store import Store
+from player.store import Retrier, Store
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +76,7 @@ PLAYS_BATCHES_AT_ONCE = 10  # a backlog goes out 10 batches a round
 FRAME_WIDTH = 960
 FRAME_QUALITY = 70
 MAX_REQUEST_ID = 64
+CLOCK_LOG_SECONDS = 60.0  # the clock offset is logged when it moves this much
 
 
 def backoff(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_MAX) -> float:
@@ -273,8 +283,12 @@ class PlayerClient:
         self.county_name: str | None = state["county_name"]
 
         # Alerts: the set last received (kept on disk, shown first on boot), and the server's
-        # clock minus ours in seconds (a box without a real-time clock may be far off).
-        self.alerts, self.clock_offset = store.load_alerts()
+        # clock minus ours in seconds (a box without a real-time clock may be far off), as
+        # last measured: state.json's, else alerts.json's (kept there by older players).
+        self.alerts, alerts_offset = store.load_alerts()
+        saved_offset = store.clock_offset()
+        self.clock_offset: float = saved_offset if saved_offset is not None else alerts_offset
+        self._saves = Retrier(self._save_again)  # what could not be saved, tried again
         self.alert: str | None = None  # the alert on screen (set by the main thread)
         self._alerts_lock = threading.Lock()  # one ALERTS at a time, in order
         self.plays = PlayQueue(store.dir)
@@ -312,6 +326,7 @@ class PlayerClient:
         self._stop.set()
         self._wake.set()
         self.images.stop()
+        self._saves.stop()
         sio = self.sio
         if sio is not None:
             with contextlib.suppress(Exception):
@@ -443,7 +458,7 @@ class PlayerClient:
                 if protocol.digest(self.notices.values()) == data["digest"] \
                         and ack["revision"] > self.revision:
                     self.revision = ack["revision"]
-                    self.store.save_notices(list(self.notices.values()), self.revision)
+                    self._save_or_retry(notices=False)
         elif status == "refused":
             self._on_revoked({"reason": "refused"})
             self._reconnect = True
@@ -452,7 +467,9 @@ class PlayerClient:
         with self._lock:
             data = {"showing": self.showing, "revision": self.revision,
                     "digest": protocol.digest(self.notices.values()), "version": self.version,
-                    "uptime_s": int(time.monotonic() - self.started), "alert": self.alert}
+                    "uptime_s": int(time.monotonic() - self.started), "alert": self.alert,
+                    "store_error": self.store.problem(),
+                    "clock_offset_s": round(self.clock_offset)}
         try:
             sio.emit(protocol.HEARTBEAT, data, namespace=protocol.NAMESPACE)
         except socketio.exceptions.SocketIOError as exc:
@@ -577,10 +594,23 @@ class PlayerClient:
                 screen["public_url"] = f"{self._public_base()}/s/{screen['code']}"
             self.screen = screen
             self.county_name = data.get("county_name")
-            self.store.save_state(revision=self.revision, screen=self.screen,
-                                  county_name=self.county_name)
+            self._measure_clock(data.get("server_time"))
+            self._save_or_retry(notices=False)
         log.info("screen %s (%s)", self.screen.get("code"), self.screen.get("name"))
-        self.post("welcome", {"screen": self.screen, "county_name": self.county_name})
+        self.post("welcome", {"screen": self.screen, "county_name": self.county_name,
+                              "offset": self.clock_offset})
+
+    def _measure_clock(self, server_time: Any) -> None:
+        """The server's clock minus ours, from a `server_time` just received (WELCOME, ALERTS);
+        kept as it was when there is none. Logged when it moves by a minute or more."""
+        when = parse_time(server_time)
+        if when is None:
+            return
+        offset = when.timestamp() - time.time()
+        if abs(offset - self.clock_offset) >= CLOCK_LOG_SECONDS:
+            log.warning("this box's clock is %.0f s %s the server's; going by the server's",
+                        abs(offset), "behind" if offset > 0 else "ahead of")
+        self.clock_offset = offset
 
     def _public_base(self) -> str:
         """The residents' base URL when WELCOME does not say: the one in the notices' URLs
@@ -618,10 +648,33 @@ class PlayerClient:
         log.info("notice %s %s (revision %s)", data["op"], code, data["revision"])
 
     def _commit(self) -> None:
-        """Save and hand over the whole set (the caller holds the lock)."""
+        """Save and hand over the whole set (the caller holds the lock). Handed over even when
+        it cannot be saved: the screen shows what the digest we report describes."""
         notices = list(self.notices.values())
-        self.store.save_notices(notices, self.revision)
+        self._save_or_retry()
         self.post("notices", {"notices": notices, "revision": self.revision})
+
+    def _save(self, *, notices: bool = True) -> None:
+        """Notices (unless told not to and none are owed), revision, screen and clock offset:
+        what a reboot without network shows from. Raises OSError. The caller holds the lock."""
+        owed = notices or self._saves.owed
+        self.store.save_all(list(self.notices.values()) if owed else None,
+                            revision=self.revision, screen=self.screen,
+                            county_name=self.county_name, clock_offset=self.clock_offset)
+
+    def _save_or_retry(self, *, notices: bool = True) -> None:
+        """Save now; when that fails (the store logs and reports it), the Retrier saves again
+        later. The caller holds the lock."""
+        try:
+            self._save(notices=notices)
+        except OSError:
+            self._saves.failed()
+        else:
+            self._saves.succeeded()
+
+    def _save_again(self) -> None:
+        with self._lock:
+            self._save()
 
     def handle_alerts(self, data: Any) -> dict[str, Any] | None:
         """ALERTS: validate, save, hand to the screen, and return the acknowledgement
@@ -636,18 +689,17 @@ class PlayerClient:
             log.error("ignoring a malformed alerts event (%s); not acknowledged", exc)
             return None
         alerts = list(data["alerts"])
-        server_time = parse_time(data.get("server_time"))
         with self._alerts_lock:
-            offset = self.clock_offset
-            if server_time is not None:
-                offset = server_time.timestamp() - time.time()
+            with self._lock:
+                self._measure_clock(data.get("server_time"))
+                offset = self.clock_offset
+                self._save_or_retry(notices=False)  # the offset, for a reboot offline
             saved = True
             try:
                 self.store.save_alerts(alerts, offset)
-            except OSError as exc:  # shown all the same; unacknowledged, so sent again
-                log.error("could not save alerts: %s", exc)
-                saved = False
-            self.alerts, self.clock_offset = alerts, offset
+            except OSError:  # shown all the same; unacknowledged, so sent again (the store
+                saved = False  # logged it and reports it in heartbeats)
+            self.alerts = alerts
             done = threading.Event()
             self.post("alerts", {"alerts": alerts, "offset": offset, "done": done})
             keys = [protocol.alert_key(a) for a in alerts]
@@ -670,7 +722,7 @@ class PlayerClient:
         expires = data.get("expires_at")
         when = parse_time(expires)
         if when is not None:
-            left = when.timestamp() - time.time()
+            left = when.timestamp() - (time.time() + self.clock_offset)
             self._pairing_expires = time.monotonic() + max(5.0, left)
         log.info("pairing code %s", data["code"])
         self.post("pairing", {"code": data["code"], "expires_at": expires})

@@ -55,6 +55,22 @@ notice, the pairing code and the standby slide.
 
 Play = {"code": "Ab3xK9", "version": 3, "started_at": iso, "seconds": 20}
     one notice slide shown for `seconds` (whole seconds, ≥ 1), reported in PLAYS batches.
+
+Heartbeat = {
+    "showing": "Ab3xK9" | None,    # the notice on screen (None: an alert, standby, a message)
+    "revision": 12, "digest": "9f2c…",  # the set the player HAS and shows: notices that could
+                                   # not be saved are still shown, from memory, and counted
+    "version": "0.4.0",            # the player's software
+    "uptime_s": 3600,
+    "alert": "Qx7Lm2" | None,      # the alert on screen
+    "store_error": "No space left on device" | None,  # a write to the data folder failing now
+                                   # (≤ MAX_STORE_ERROR characters; retried until it works)
+    "clock_offset_s": 7200,        # the server's clock minus the box's, whole seconds, as last
+                                   # measured from server_time (positive: the box is behind)
+}
+The last three are optional (older players omit them). The player judges publication, expiry
+and alerts by its clock plus the offset, so a box without a real-time clock shows what the
+server's clock says.
 """
 
 from __future__ import annotations
@@ -82,7 +98,9 @@ SCREENSHOT = "screenshot"  # {"request": str}: answer with FRAME, the frame show
 # player -> server
 SYNC = "sync"  # {"revision": int, "digest": str}; the ack says {"status": "current"|"snapshot"}
 HEARTBEAT = "heartbeat"  # {"showing": code|None, "revision", "digest", "version", "uptime_s",
-#                          "alert": code|None (the alert on screen now)}
+#                          "alert": code|None (the alert on screen now),
+#                          "store_error": str|None (a save to local storage failing now),
+#                          "clock_offset_s": int (the server's clock minus the box's)}
 PLAYS = "plays"  # {"batch": str (≤ 40 chars, unique per batch), "plays": [Play, ...]};
 #                  ack {"status": "ok", "accepted": n} (a batch counted before: "ok" too)
 ALERTS_ACK = "alerts_ack"  # {"have": ["code:version", ...]}: the alerts held now (saved);
@@ -100,6 +118,10 @@ MAX_ALERTS = 50
 MAX_ALERT_TEXT = 5_000
 MAX_PLAYS = 500  # per PLAYS batch
 MAX_FRAME_BYTES = 1024 * 1024  # a FRAME's JPEG, before base64
+MAX_STORE_ERROR = 200  # characters of a heartbeat's store_error (longer: cut)
+# A heartbeat's clock_offset_s is clamped to this (± 200 years): a box without a real-time
+# clock may boot in 1970, 56 years behind, and that must still be reported, not refused.
+MAX_CLOCK_OFFSET_S = 200 * 365 * 86400
 LEVEL_COLORS = {1: "#d32f2f", 2: "#ef6c00", 3: "#f9a825", 4: "#1565c0"}
 LEVEL_NAMES = {1: "红色", 2: "橙色", 3: "黄色", 4: "蓝色"}  # 暴雨红色预警
 

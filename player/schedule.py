@@ -54,7 +54,10 @@ def build_playlist(notices: Iterable[dict[str, Any]], now: datetime,
     """The notices to play now, in order, and when this answer next changes by itself.
 
     Drops notices not aimed at the screen, expired ones (expire_at <= now: a player offline
-    for weeks must not show expired notices forever) and ones not yet published."""
+    for weeks must not show expired notices forever) and ones not yet published. `now` is the
+    server's time as best known (the box's clock plus the offset WELCOME or ALERTS gave): a
+    box whose clock runs behind would otherwise hold back notices published meanwhile, and
+    one running ahead would drop notices before they expire."""
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     chain = list(region_chain) if region_chain is not None else None

@@ -113,6 +113,51 @@ def test_list_shows_online_offline_showing_and_revision(
     assert behind.code in by_region and live.code not in by_region
 
 
+def test_a_screen_that_cannot_save_or_whose_clock_is_off_is_flagged(
+    client: FlaskClient, auth: AuthActions, world: World
+) -> None:
+    full, _t = screen_service.provision(None, world.village, "磁盘满的屏")
+    slow, _t = screen_service.provision(None, world.village, "时钟慢的屏")
+    fast, _t = screen_service.provision(None, world.village, "时钟快的屏")
+    fine, _t = screen_service.provision(None, world.village, "正常的屏")
+    beat = {"showing": None, "revision": 0, "digest": "x", "version": "0.4.0", "uptime_s": 5,
+            "store_error": None, "clock_offset_s": 3}
+    for screen, extra in ((full, {"store_error": "No space left on device"}),
+                          (slow, {"clock_offset_s": 7200}),
+                          (fast, {"clock_offset_s": -2 * 86400}), (fine, {})):
+        screen_service.record_connect(screen, f"sid-{screen.code}")
+        screen_service.record_heartbeat(screen, {**beat, **extra}, f"sid-{screen.code}")
+
+    auth.login("teditor")
+    page = html(client.get("/admin/screens"))
+    assert "cannot save to its storage: No space left on device" in row_of(page, full.code)
+    assert "screen clock 2 h behind" in row_of(page, slow.code)
+    assert "screen clock 2 days ahead" in row_of(page, fast.code)
+    quiet = row_of(page, fine.code)  # 3 s off is not worth a word
+    assert "screen clock" not in quiet and "cannot save" not in quiet
+    detail = html(client.get(f"/admin/screens/{slow.id}"))
+    assert "Faults" in detail and "screen clock 2 h behind" in detail
+    assert "Faults" not in html(client.get(f"/admin/screens/{fine.id}"))
+
+    client.get("/admin/login?lang=zh")  # the default language says it in Chinese
+    page = html(client.get("/admin/screens"))
+    assert "屏幕时钟慢 2 小时" in row_of(page, slow.code)
+    assert "屏幕时钟快 2 天" in row_of(page, fast.code)
+    assert "本机存储无法保存：No space left on device" in row_of(page, full.code)
+
+
+@pytest.mark.parametrize(("offset", "words"), [
+    (59, None), (-59, None), (60, "screen clock 1 min behind"),
+    (-45 * 60, "screen clock 45 min ahead"), (7190, "screen clock 2 h behind"),
+    (47 * 3600, "screen clock 47 h behind"), (-2 * 86400, "screen clock 2 days ahead"),
+    (86400 * 365 * 56, "screen clock 20440 days behind"), (None, None)])
+def test_clock_offsets_in_words(app: Flask, offset: int | None, words: str | None) -> None:
+    from admin.screens import clock_note
+
+    with app.test_request_context("/?lang=en"):
+        assert clock_note(offset) == words
+
+
 def test_list_only_shows_screens_in_the_users_regions(
     client: FlaskClient, auth: AuthActions, world: World
 ) -> None:

@@ -133,6 +133,36 @@ def test_malformed_heartbeats_are_ignored(world: World, beat: object) -> None:
     assert screen.state == {}
 
 
+def test_heartbeats_carry_the_store_error_and_the_clock_offset(world: World) -> None:
+    screen, _token = screen_service.provision(None, world.village, "屏")
+    beat = {"showing": None, "revision": 3, "digest": "abc", "version": "0.1", "uptime_s": 9,
+            "store_error": "No space left on device", "clock_offset_s": 7200}
+    assert screen_service.record_heartbeat(screen, beat)
+    assert screen.state == beat
+    # Bounded, not refused: the heartbeat still says the screen is alive.
+    long_error = {**beat, "store_error": "x" * 5000, "clock_offset_s": -(10**12)}
+    assert screen_service.record_heartbeat(screen, long_error)
+    assert len(screen.state["store_error"]) == protocol.MAX_STORE_ERROR
+    assert screen.state["clock_offset_s"] == -protocol.MAX_CLOCK_OFFSET_S
+    # A box that booted in 1970 (no real-time clock) is reported as it is.
+    booted_1970 = {**beat, "clock_offset_s": 1_796_000_000}
+    assert screen_service.record_heartbeat(screen, booted_1970)
+    assert screen.state["clock_offset_s"] == 1_796_000_000
+    # Healthy again: null, and an empty text means the same.
+    assert screen_service.record_heartbeat(screen, {**beat, "store_error": ""})
+    assert screen.state["store_error"] is None
+
+
+@pytest.mark.parametrize("junk", [{"store_error": 5}, {"store_error": ["x"]},
+                                  {"clock_offset_s": "7200"}, {"clock_offset_s": 1.5},
+                                  {"clock_offset_s": True}])
+def test_heartbeats_with_bad_fault_fields_are_ignored(world: World, junk: dict) -> None:
+    screen, _token = screen_service.provision(None, world.village, "屏")
+    beat = {"showing": None, "revision": 3, "digest": "abc", "version": "0.1", "uptime_s": 9}
+    assert not screen_service.record_heartbeat(screen, {**beat, **junk})
+    assert screen.state == {}
+
+
 # --- pairing -------------------------------------------------------------------------------
 
 

@@ -64,6 +64,8 @@ class Status:
     reported: int | None  # what the player last said it has
     showing: Notice | None
     showing_code: str | None
+    store_error: str | None = None  # a save on the box failing (disk full...), as reported
+    clock_offset_s: int | None = None  # the server's clock minus the box's, as reported
 
     @property
     def up_to_date(self) -> bool:
@@ -74,6 +76,8 @@ def status(screen: Screen, now: datetime | None = None) -> Status:
     state = screen.state or {}
     code = state.get("showing") if isinstance(state.get("showing"), str) else None
     reported = state.get("revision")
+    store_error = state.get("store_error")
+    offset = state.get("clock_offset_s")
     return Status(
         screen=screen,
         online=screen_service.is_online(screen, now),
@@ -82,6 +86,9 @@ def status(screen: Screen, now: datetime | None = None) -> Status:
         else None,
         showing=notice_service.get_by_code(code) if code else None,
         showing_code=code,
+        store_error=store_error if isinstance(store_error, str) and store_error else None,
+        clock_offset_s=offset if isinstance(offset, int) and not isinstance(offset, bool)
+        else None,
     )
 
 

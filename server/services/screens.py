@@ -34,7 +34,8 @@ PAIRING_MINUTES = 15
 PAIRING_PENDING_MAX = 1000  # pending requests at once; more are refused (a flood, not screens)
 SIZE_MIN, SIZE_MAX = 160, 8192
 TOKEN_PREFIX = "cps_"
-STATE_KEYS = ("showing", "revision", "digest", "version", "uptime_s", "alert")
+STATE_KEYS = ("showing", "revision", "digest", "version", "uptime_s", "alert", "store_error",
+              "clock_offset_s")
 
 
 def hash_secret(secret: str) -> str:
@@ -388,6 +389,20 @@ def clean_state(data: Any) -> dict[str, Any] | None:
         if not (isinstance(alert, str) and len(alert) <= 16):
             return None
         state["alert"] = alert
+    # A save to the box's storage failing now (disk full...): cut, not refused, when long —
+    # the heartbeat still says the screen is alive.
+    if "store_error" in data:
+        error = data["store_error"]
+        if error is not None and not isinstance(error, str):
+            return None
+        state["store_error"] = error[:protocol.MAX_STORE_ERROR] if error else None
+    # The server's clock minus the box's; clamped, since a box that booted in 1970 is real.
+    if "clock_offset_s" in data:
+        offset = data["clock_offset_s"]
+        if not isinstance(offset, int) or isinstance(offset, bool):
+            return None
+        state["clock_offset_s"] = max(-protocol.MAX_CLOCK_OFFSET_S,
+                                      min(protocol.MAX_CLOCK_OFFSET_S, offset))
     return state
 
 
