@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import event
 
 from server import create_app, database
 from server.extensions import db
@@ -172,3 +174,18 @@ def auth(client: FlaskClient) -> AuthActions:
 def csrf_token(client: FlaskClient, url: str) -> str:
     """The CSRF token from the form at `url` (for posting like a browser)."""
     return _csrf_from(client.get(url).get_data(as_text=True))
+
+
+@contextmanager
+def counting() -> Iterator[list[str]]:
+    """Every SQL statement sent to the app's database while inside."""
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)

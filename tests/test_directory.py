@@ -4,13 +4,12 @@ answered from memory, and memory that disagrees with the database corrected."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask_socketio import SocketIOTestClient
-from sqlalchemy import event, update
+from sqlalchemy import update
 
 from player import protocol
 from server.extensions import db, socketio
@@ -22,24 +21,9 @@ from server.realtime.state import state
 from server.services import notices, revisions
 from server.services import screens as screen_service
 from server.services.notices import NoticeInput
-from tests.conftest import World
+from tests.conftest import World, counting
 
 NS = protocol.NAMESPACE
-
-
-@contextmanager
-def statements() -> Iterator[list[str]]:
-    """Every SQL statement sent while inside."""
-    sent: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
 
 
 def connect(app: Flask, token: str, **auth: Any) -> SocketIOTestClient:
@@ -79,7 +63,7 @@ def test_a_known_screen_connects_syncs_and_beats_without_the_database(
     first = connect(app, token)  # the snapshot of its region is read once
     snapshot = received(first, protocol.SNAPSHOT)[0]
     state(app).directory.load()  # as the periodic reload would, with the new screen
-    with statements() as sent:
+    with counting() as sent:
         again = connect(app, token, revision=snapshot["revision"],
                         digest=protocol.digest(snapshot["notices"]))
         assert again.is_connected(NS)
@@ -97,10 +81,10 @@ def test_a_screen_added_after_the_load_is_read_from_the_database_once(
     app: Flask, world: World, serving: None
 ) -> None:
     _screen, token = screen_service.provision(None, world.village, "新屏")
-    with statements() as sent:
+    with counting() as sent:
         assert connect(app, token).is_connected(NS)
     assert any("FROM screens" in s for s in sent)
-    with statements() as sent:
+    with counting() as sent:
         assert connect(app, token).is_connected(NS)
     assert not any("FROM screens" in s for s in sent)
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,12 +20,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event
 
 from admin.notices import PER_PAGE
 from server.extensions import db
 from server.services import dashboard as board
-from tests.conftest import AuthActions
+from tests.conftest import AuthActions, counting
 
 
 def _bigdata() -> ModuleType:
@@ -46,20 +43,6 @@ SMALL = bigdata.Sizes(towns=2, villages=2, screens=12, notices=20, history_days=
                       play_screens=3, play_days=2, scans=30, screenshots=2)
 LARGE = bigdata.Sizes(towns=3, villages=4, screens=160, notices=240, history_days=4,
                       play_screens=3, play_days=2, scans=30, screenshots=2)
-
-
-@contextmanager
-def counting() -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
 
 
 @pytest.fixture

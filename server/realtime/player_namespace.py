@@ -28,7 +28,7 @@ from server.models import Screen
 from server.models.base import utcnow
 from server.realtime.directory import ScreenEntry
 from server.realtime.state import Connection, Realtime
-from server.services import playlist, qr
+from server.services import playlist, plays, qr, screenshots
 from server.services import screens as screen_service
 from server.services.errors import ValidationError
 
@@ -257,25 +257,20 @@ class PlayerNamespace(socketio.Namespace):
             return None
         return screen
 
-    def on_plays(self, sid: str, data: Any = None) -> dict[str, Any]:
-        """Proof of play: a batch of slides shown (protocol.PLAYS)."""
-        from server.services import plays
-
+    def _with_screen(self, sid: str, handle: Any, data: Any) -> dict[str, Any]:
         with self.app.app_context():
             screen = self._screen(sid)
             if screen is None:
                 return {"status": "refused"}
-            return plays.record(screen, data)
+            return handle(screen, data)  # type: ignore[no-any-return]
+
+    def on_plays(self, sid: str, data: Any = None) -> dict[str, Any]:
+        """Proof of play: a batch of slides shown (protocol.PLAYS)."""
+        return self._with_screen(sid, plays.record, data)
 
     def on_frame(self, sid: str, data: Any = None) -> dict[str, Any]:
         """The frame on screen, sent because an editor asked for a screenshot."""
-        from server.services import screenshots
-
-        with self.app.app_context():
-            screen = self._screen(sid)
-            if screen is None:
-                return {"status": "refused"}
-            return screenshots.receive(screen, data)
+        return self._with_screen(sid, screenshots.receive, data)
 
     def on_disconnect(self, sid: str, reason: Any = None) -> None:
         conn = self.rt.pop(sid)
