@@ -11,14 +11,17 @@ refused with HTTP 503 before python-engineio sees it — a few microseconds — 
   the admin's pages, pushes and alerts come first).
 
 The answer tells the player when to come back (`Retry-After`, and {"message": protocol.BUSY,
-"retry_after": s} for clients that read the body): refusals are handed consecutive slots of
-the admitted rate (a virtual queue), so a storm of N screens is told to spread over N / rate
-seconds, and drains at the process's full connect rate instead of collapsing. Players add full
-jitter on top (player/client.py).
+"retry_after": s} for clients that read the body). The hint is the queue in front of it: every
+refusal is handed a slot, (waiting + 1) / rate seconds ahead, where `waiting` counts the slots
+handed out that have not come due yet — so a storm of N screens is told to spread over N / rate
+seconds and drains at the process's full connect rate instead of collapsing, and a screen
+refused again when its slot came (the process ran late) is not pushed behind slots that have
+already passed. Players add jitter on top (player/client.py).
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import threading
@@ -45,7 +48,7 @@ class Gate:
         self.on_refuse = on_refuse
         self._tokens = burst
         self._stamp = time.monotonic()
-        self._next_slot = 0.0
+        self._slots: list[float] = []  # retry times handed out, ascending
         self._lock = threading.Lock()
         self.lag = 0.0  # seconds the loop was late at its last tick (see watch_lag)
         self.admitted = 0
@@ -55,16 +58,20 @@ class Gate:
         """None: go ahead. Otherwise the seconds after which to try again."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-            self._stamp = now
+            elapsed = max(0.0, now - self._stamp)
+            self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+            self._stamp = max(self._stamp, now)
             if self.lag <= self.lag_limit and self._tokens >= 1:
                 self._tokens -= 1
                 self.admitted += 1
                 return None
             self.refused += 1
-            # The next free slot of the admitted rate, past those already handed out.
-            self._next_slot = max(self._next_slot, now) + 1.0 / self.rate
-            wait = min(MAX_RETRY_AFTER, max(1.0, self._next_slot - now + self.lag))
+            # The screens told to come back later and not due yet are the queue in front.
+            due = bisect.bisect_right(self._slots, now)
+            if due:
+                del self._slots[:due]
+            wait = min(MAX_RETRY_AFTER, max(1.0, (len(self._slots) + 1) / self.rate))
+            bisect.insort(self._slots, now + wait)
         if self.on_refuse is not None:
             self.on_refuse()
         return wait

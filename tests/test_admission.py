@@ -1,0 +1,36 @@
+"""The handshake gate (server/realtime/admission.py) as arithmetic, on a clock of its own."""
+
+from __future__ import annotations
+
+from server.realtime.admission import MAX_RETRY_AFTER, Gate
+
+
+def test_a_storm_is_told_to_spread_over_its_size_divided_by_the_rate() -> None:
+    gate = Gate(rate=100, burst=10)
+    answers = [gate.admit(now=gate._stamp) for _ in range(1010)]
+    assert answers[:10] == [None] * 10  # the burst
+    waits = [w for w in answers[10:] if w is not None]
+    assert len(waits) == 1000
+    assert waits[0] == 1.0 and waits == sorted(waits)
+    assert abs(waits[-1] - 10.0) < 0.05  # 1,000 screens at 100 a second: ten seconds
+
+
+def test_a_screen_refused_again_at_its_slot_joins_the_queue_as_it_is_now() -> None:
+    gate = Gate(rate=100, burst=0)
+    for _ in range(1000):
+        gate.admit(now=gate._stamp)  # ten seconds of slots
+    # Ten seconds later every slot has come due; the process ran late and admitted nobody:
+    # a screen refused again is told one slot, not to wait behind the thousand that passed.
+    gate.lag = 1.0
+    assert gate.admit(now=gate._stamp + 10.0) == 1.0
+
+
+def test_the_hint_never_exceeds_the_cap_and_a_late_loop_refuses_with_tokens_left() -> None:
+    gate = Gate(rate=1, burst=5)
+    gate.lag = 1.0
+    assert gate.admit(now=gate._stamp) is not None  # late: refused although tokens are left
+    gate.lag = 0.0
+    assert gate.admit(now=gate._stamp) is None
+    gate = Gate(rate=1, burst=0)
+    waits = [gate.admit(now=gate._stamp) for _ in range(200)]
+    assert max(w for w in waits if w is not None) == MAX_RETRY_AFTER
