@@ -656,7 +656,8 @@ class Run:
         if self.args.idle > 0:
             # Connected and quiet: what N screens cost in heartbeats, syncs and pings alone.
             cpu0 = cpu_seconds(server.pid)
-            time.sleep(self.args.idle)
+            with self.phase(f"{server.name}-idle", server):
+                time.sleep(self.args.idle)
             result["idle_cpu_share"] = round((cpu_seconds(server.pid) - cpu0) / self.args.idle,
                                              3)
         return result

@@ -292,6 +292,8 @@ def test_only_screens_that_did_not_acknowledge_are_sent_again(app: Flask, world:
     for bad in (None, {"have": "x"}, {"have": [1]}, {"have": ["x" * 41]}):
         ack = silent.client.emit(protocol.ALERTS_ACK, bad, namespace=NS, callback=True)
         assert ack == {"status": "ignored", "reason": "malformed acknowledgement"}
+    # A pass now visits only the screen still waiting, not every connection.
+    assert [dispatcher._peers[sid].screen_id for sid in dispatcher._waiting] == [silent.screen.id]
     for peer in dispatcher._peers.values():
         peer.sent_at -= retry_after(peer.attempts) + 0.1
     dispatcher.run_pass()

@@ -78,10 +78,16 @@ class AlertDispatcher:
         self._wake = threading.Event()
         self._alerts: list[tuple[dict[str, Any], frozenset[int], int]] = []
         self._counter = -1
-        self._loaded_at = 0.0
+        self._loaded_at = 0.0  # when the alerts were last read
+        self._checked_at = 0.0  # when the "alerts" counter was last read
         self._acks: list[tuple[int, list[str], datetime]] = []
         self._running = False
         self._force = False  # the next pass re-reads the alerts (they changed)
+        # A pass visits every peer only when what they must show may have changed (the alerts
+        # or a peer's regions); otherwise only those still waiting for an acknowledgement —
+        # with everyone acknowledged, a pass over 10,000 screens visits none.
+        self._everyone = True
+        self._waiting: set[str] = set()  # sids sent a set they have not acknowledged
         self._emit: Callable[..., Any] = socketio.emit
 
     # -- connections -----------------------------------------------------------------------
@@ -92,7 +98,7 @@ class AlertDispatcher:
             self._peers[sid] = Peer(screen_id, frozenset(chain))
         # The loop re-reads the alerts every POLL_SECONDS: a connect needs no query of its
         # own while that reading is fresh.
-        if not self._running or time.monotonic() - self._loaded_at > 2 * POLL_SECONDS:
+        if not self._running or time.monotonic() - self._checked_at > 2 * POLL_SECONDS:
             with self.app.app_context():
                 self._refresh(force=False)
         self._send_due(only=sid)
@@ -100,12 +106,14 @@ class AlertDispatcher:
     def forget(self, sid: str) -> None:
         with self._lock:
             self._peers.pop(sid, None)
+            self._waiting.discard(sid)
 
     def move(self, sid: str, chain: list[int]) -> None:
         with self._lock:
             peer = self._peers.get(sid)
             if peer is not None:
                 peer.chain = frozenset(chain)
+                self._everyone = True
         self.wake()
 
     def connected(self) -> int:
@@ -128,6 +136,7 @@ class AlertDispatcher:
             # The screen holds what it says; when that is the set we sent, it is done.
             if fp == peer.sent:
                 peer.acked = fp
+                self._waiting.discard(sid)
             self._acks.append((peer.screen_id, have, utcnow()))
         self.wake_soon()
         return True
@@ -187,7 +196,8 @@ class AlertDispatcher:
         """Re-read the alerts in force when they changed (or, at least, every minute: an alert
         due to start or expire changes what a screen must show without any write)."""
         counter = revisions.current(alert_service.COUNTER)
-        stale = time.monotonic() - self._loaded_at > 60
+        self._checked_at = time.monotonic()
+        stale = self._checked_at - self._loaded_at > 60
         if not force and counter == self._counter and not stale:
             return
         now = utcnow()
@@ -196,6 +206,8 @@ class AlertDispatcher:
             (alert_service.payload(a), frozenset(r.id for r in a.targets), a.id) for a in rows
         ]
         with self._lock:
+            if alerts != self._alerts:
+                self._everyone = True
             self._alerts = alerts
             self._counter = counter
             self._loaded_at = time.monotonic()
@@ -210,9 +222,13 @@ class AlertDispatcher:
         # fingerprint -> (payloads, alert ids, [(sid, peer)])
         groups: dict[str, tuple[list[dict[str, Any]], list[int], list[tuple[str, Peer]]]] = {}
         with self._lock:
-            peers = [(only, self._peers[only])] if only in self._peers else []
-            if only is None:
+            if only is not None:
+                peers = [(only, self._peers[only])] if only in self._peers else []
+            elif self._everyone:
                 peers = list(self._peers.items())
+                self._everyone = False
+            else:
+                peers = [(sid, self._peers[sid]) for sid in self._waiting if sid in self._peers]
             # Screens of one village share a chain, so a pass over 10,000 screens works out a
             # few hundred sets, not 10,000.
             sets: dict[frozenset[int], tuple[list[dict[str, Any]], str, list[int]]] = {}
@@ -228,6 +244,7 @@ class AlertDispatcher:
                         continue
                 peer.attempts = peer.attempts + 1 if fp == peer.sent else 1
                 peer.sent, peer.sent_at = fp, now
+                self._waiting.add(sid)
                 groups.setdefault(fp, (payloads, alert_ids, []))[2].append((sid, peer))
         if not groups:
             return
