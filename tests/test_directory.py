@@ -3,6 +3,7 @@ answered from memory, and memory that disagrees with the database corrected."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -191,3 +192,42 @@ def test_a_connect_that_fails_on_the_servers_side_is_refused_as_busy_and_left_cl
     from player.client import retry_hint
 
     assert retry_hint(None, err.value.error_args) == RETRY_AFTER_ERROR
+
+
+def test_screens_missing_the_same_snapshot_wait_for_one_reading(
+    app: Flask, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from server.services import playlist
+
+    publish(world, "重启后的第一条")
+    revision = revisions.current()
+    reads: list[Any] = []
+    release = threading.Event()
+    real = playlist.notice_service.live_for_regions
+
+    def slow(region_ids: Any, now: Any = None) -> Any:
+        reads.append(region_ids)
+        release.wait(5)
+        return real(region_ids, now=now)
+
+    monkeypatch.setattr(playlist.notice_service, "live_for_regions", slow)
+    got: list[Any] = []
+
+    def connect_storm() -> None:
+        with app.app_context():
+            got.append(playlist.snapshot_at(world.village.id, revision))
+
+    threads = [threading.Thread(target=connect_storm) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while not reads and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # the other five are waiting by now
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(reads) == 1
+    assert len(got) == 6 and all(snap is got[0] for snap in got)

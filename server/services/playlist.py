@@ -85,6 +85,16 @@ class _Cache:
         self.entries: OrderedDict[tuple[int, int], Snapshot] = OrderedDict()
         self.lock = threading.Lock()
         self.misses = 0
+        # One reader per key: after a restart a village's screens all miss at once, and each
+        # reading the same snapshot took a pooled connection of its own (the pool ran dry).
+        self.reading: dict[tuple[int, int], threading.Lock] = {}
+
+    def reader(self, key: tuple[int, int]) -> threading.Lock:
+        with self.lock:
+            lock = self.reading.get(key)
+            if lock is None:
+                lock = self.reading[key] = threading.Lock()
+            return lock
 
     def get(self, key: tuple[int, int], now: datetime) -> Snapshot | None:
         with self.lock:
@@ -132,6 +142,18 @@ def snapshot_at(region_id: int, revision: int, now: datetime | None = None) -> S
     entry = cache.get(key, now)
     if entry is not None:
         return entry
+    reader = cache.reader(key)
+    with reader:  # the others wait for the one reading it, then take its entry
+        entry = cache.get(key, now)
+        if entry is None:
+            entry = _read(cache, key, now)
+    with cache.lock:
+        cache.reading.pop(key, None)
+    return entry
+
+
+def _read(cache: _Cache, key: tuple[int, int], now: datetime) -> Snapshot:
+    region_id, revision = key
     cache.misses += 1
     live = notice_service.live_for_regions([region_id], now=now)[: protocol.MAX_NOTICES]
     payloads = [notice_payload(n) for n in live]
