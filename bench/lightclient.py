@@ -65,7 +65,7 @@ from player import protocol  # noqa: E402
 
 NS = protocol.NAMESPACE
 CONNECT_TIMEOUT = 10.0  # player.client.CONNECT_TIMEOUT
-BACKOFF_BASE, BACKOFF_MAX = 1.0, 60.0  # player.client.BACKOFF_BASE / BACKOFF_MAX
+BACKOFF_BASE, BACKOFF_MAX = 1.0, 20.0  # player.client.BACKOFF_BASE / BACKOFF_MAX
 REFUSED_MIN, REFUSED_MAX = 15.0, 300.0  # player.client.REFUSED_BACKOFF_MIN / _MAX
 BUSY_JITTER = 0.25  # player.client.BUSY_JITTER
 _ZERO_MASK = b"\x00\x00\x00\x00"

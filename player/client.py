@@ -60,7 +60,11 @@ log = logging.getLogger(__name__)
 Work = tuple[str, Any]
 
 BACKOFF_BASE = 1.0
-BACKOFF_MAX = 60.0
+# A server that is down costs nothing to knock at, and one that is up but saturated says when
+# to come back (protocol.BUSY): so the wait stays short, and a restart finds its screens back
+# within seconds of coming up (with 60 s, a screen that began waiting just before could take a
+# minute, the tail of a 10,000-screen storm).
+BACKOFF_MAX = 20.0
 REFUSED_BACKOFF_MIN = 15.0  # a refused screen waits for a person; do not hammer the server
 REFUSED_BACKOFF_MAX = 300.0
 BUSY_JITTER = 0.25  # a busy server's Retry-After, plus up to this share of it at random

@@ -51,7 +51,6 @@ def serving(app: Flask) -> Iterator[None]:
     rt.directory.load()
     rt.heartbeats._running = True
     rt.dispatcher._running = True
-    rt.dispatcher._checked_at = 1e18  # its alerts are fresh (read by its loop)
     yield
     rt.heartbeats._running = False
     rt.dispatcher._running = False

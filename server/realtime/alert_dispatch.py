@@ -79,7 +79,6 @@ class AlertDispatcher:
         self._alerts: list[tuple[dict[str, Any], frozenset[int], int]] = []
         self._counter = -1
         self._loaded_at = 0.0  # when the alerts were last read
-        self._checked_at = 0.0  # when the "alerts" counter was last read
         self._acks: list[tuple[int, list[str], datetime]] = []
         self._running = False
         self._force = False  # the next pass re-reads the alerts (they changed)
@@ -96,9 +95,10 @@ class AlertDispatcher:
         """A screen connected: send its alerts now, before anything else (in its connect)."""
         with self._lock:
             self._peers[sid] = Peer(screen_id, frozenset(chain))
-        # The loop re-reads the alerts every POLL_SECONDS: a connect needs no query of its
-        # own while that reading is fresh.
-        if not self._running or time.monotonic() - self._checked_at > 2 * POLL_SECONDS:
+        # The loop re-reads the alerts every POLL_SECONDS (and sends every screen what changed
+        # since): a connect takes the alerts as last read and needs no query of its own — in a
+        # storm, when the loop runs late, a query per connect emptied the database pool.
+        if not self._running:
             with self.app.app_context():
                 self._refresh(force=False)
         self._send_due(only=sid)
@@ -196,8 +196,7 @@ class AlertDispatcher:
         """Re-read the alerts in force when they changed (or, at least, every minute: an alert
         due to start or expire changes what a screen must show without any write)."""
         counter = revisions.current(alert_service.COUNTER)
-        self._checked_at = time.monotonic()
-        stale = self._checked_at - self._loaded_at > 60
+        stale = time.monotonic() - self._loaded_at > 60
         if not force and counter == self._counter and not stale:
             return
         now = utcnow()
