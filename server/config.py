@@ -97,6 +97,7 @@ class Config:
     # process takes before it answers 503 + Retry-After, and how many may come at once.
     HANDSHAKES_PER_SECOND = _env_int("CUNPING_HANDSHAKES_PER_SECOND", 400)
     HANDSHAKE_BURST = _env_int("CUNPING_HANDSHAKE_BURST", 200)
+    HANDSHAKES_IN_FLIGHT = _env_int("CUNPING_HANDSHAKES_IN_FLIGHT", 64)
 
 
 def finish_config(config: dict[str, Any], instance_path: str) -> None:

@@ -34,3 +34,15 @@ def test_the_hint_never_exceeds_the_cap_and_a_late_loop_refuses_with_tokens_left
     gate = Gate(rate=1, burst=0)
     waits = [gate.admit(now=gate._stamp) for _ in range(200)]
     assert max(w for w in waits if w is not None) == MAX_RETRY_AFTER
+
+
+def test_no_more_handshakes_in_flight_than_allowed_until_their_connects_settle() -> None:
+    gate = Gate(rate=1000, burst=1000, in_flight=3)
+    t = gate._stamp
+    assert [gate.admit(now=t) for _ in range(3)] == [None, None, None]
+    assert gate.admit(now=t) is not None  # three handshakes not through their connect yet
+    gate.settled()
+    assert gate.admit(now=t) is None
+    # One that never connects (a client gone) stops counting after IN_FLIGHT_SECONDS.
+    assert gate.admit(now=t) is not None
+    assert gate.admit(now=t + 11) is None

@@ -87,6 +87,7 @@ def init_app(app: Flask) -> None:
     gate = admission.Gate(
         rate=float(app.config.get("HANDSHAKES_PER_SECOND") or admission.RATE),
         burst=float(app.config.get("HANDSHAKE_BURST") or admission.BURST),
+        in_flight=int(app.config.get("HANDSHAKES_IN_FLIGHT") or admission.IN_FLIGHT),
         on_refuse=metrics.screen_busy,
     )
     rt = app.extensions[KEY] = Realtime(app, gate=gate)

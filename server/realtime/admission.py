@@ -7,6 +7,9 @@ retry costs it again (congestion collapse: 3,572 of 10,000 screens back after 20
 failed attempts). Here a new Engine.IO handshake (a /socket.io/ request without `sid`) is
 refused with HTTP 503 before python-engineio sees it — a few microseconds — when
 - more than `rate` handshakes a second came in (a token bucket, `burst` deep), or
+- `in_flight` handshakes admitted are not through their Socket.IO connect yet (each connect
+  must finish well inside the player's 10 s connect timeout: a queue of admitted handshakes is
+  work the players give up on, close and bring back — measured, 8,293 of them in one storm), or
 - the process is late on its own work (the event loop lags more than `lag_limit` seconds:
   the admin's pages, pushes and alerts come first).
 
@@ -22,6 +25,7 @@ already passed. Players add jitter on top (player/client.py).
 from __future__ import annotations
 
 import bisect
+import collections
 import json
 import math
 import threading
@@ -33,17 +37,21 @@ from player import protocol
 
 RATE = 400.0  # handshakes a second admitted (measured: ~2 ms of CPU each, bench/load.py)
 BURST = 200
+IN_FLIGHT = 64  # admitted handshakes not through their connect yet
+IN_FLIGHT_SECONDS = 10.0  # an admitted handshake that never connects stops counting then
 LAG_LIMIT = 0.25  # seconds the event loop may be late before handshakes wait
 MAX_RETRY_AFTER = 60.0
 LAG_TICK = 0.05
 
 
 class Gate:
-    def __init__(self, rate: float = RATE, burst: float = BURST,
+    def __init__(self, rate: float = RATE, burst: float = BURST, in_flight: int = IN_FLIGHT,
                  lag_limit: float = LAG_LIMIT,
                  on_refuse: Callable[[], None] | None = None) -> None:
         self.rate = rate
         self.burst = burst
+        self.in_flight = in_flight
+        self._admitted: collections.deque[float] = collections.deque()  # not settled yet
         self.lag_limit = lag_limit
         self.on_refuse = on_refuse
         self._tokens = burst
@@ -61,9 +69,14 @@ class Gate:
             elapsed = max(0.0, now - self._stamp)
             self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
             self._stamp = max(self._stamp, now)
-            if self.lag <= self.lag_limit and self._tokens >= 1:
+            admitted = self._admitted
+            while admitted and admitted[0] < now - IN_FLIGHT_SECONDS:
+                admitted.popleft()
+            if self.lag <= self.lag_limit and self._tokens >= 1 \
+                    and len(admitted) < self.in_flight:
                 self._tokens -= 1
                 self.admitted += 1
+                admitted.append(now)
                 return None
             self.refused += 1
             # The screens told to come back later and not due yet are the queue in front.
@@ -75,6 +88,12 @@ class Gate:
         if self.on_refuse is not None:
             self.on_refuse()
         return wait
+
+    def settled(self) -> None:
+        """A handshake got through its Socket.IO connect (accepted or refused)."""
+        with self._lock:
+            if self._admitted:
+                self._admitted.popleft()
 
     def watch_lag(self, sleep: Callable[[float], Any]) -> None:
         """Measure how late the event loop runs (a greenlet of a serving process)."""

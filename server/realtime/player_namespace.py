@@ -111,6 +111,7 @@ class PlayerNamespace(socketio.Namespace):
     # --- connect ---
 
     def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        self.rt.gate.settled()  # through the gate's count of handshakes in flight, either way
         auth = auth if isinstance(auth, dict) else {}
         token = auth.get("token")
         try:
