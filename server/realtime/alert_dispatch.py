@@ -120,18 +120,18 @@ class AlertDispatcher:
         with self._lock:
             return len(self._peers)
 
-    def acknowledged(self, sid: str, have: Any) -> bool:
+    def acknowledged(self, sid: str, have: Any) -> str | None:
         """ALERTS_ACK from the connection `sid`: the alerts it holds now ("code:version").
-        False (and nothing recorded) for a malformed one."""
+        None when taken; else why it was ignored (nothing recorded)."""
         if not isinstance(have, list) or len(have) > protocol.MAX_ALERTS or not all(
             isinstance(h, str) and len(h) <= 40 for h in have
         ):
-            return False
+            return "malformed acknowledgement"
         fp = fingerprint_of_keys(have)
         with self._lock:
             peer = self._peers.get(sid)
-            if peer is None:
-                return False
+            if peer is None:  # its connect failed or it is closing: sent again when back
+                return "not connected"
             metrics.alert_acked(peer, fp)
             # The screen holds what it says; when that is the set we sent, it is done.
             if fp == peer.sent:
@@ -139,7 +139,7 @@ class AlertDispatcher:
                 self._waiting.discard(sid)
             self._acks.append((peer.screen_id, have, utcnow()))
         self.wake_soon()
-        return True
+        return None
 
     # -- passes ----------------------------------------------------------------------------
 

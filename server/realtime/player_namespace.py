@@ -242,9 +242,11 @@ class PlayerNamespace(socketio.Namespace):
         """protocol.ALERTS_ACK: {"have": ["code:version", ...]} — the alerts the player now
         holds (saved). Gathered and written by the dispatcher's next pass."""
         have = data.get("have") if isinstance(data, dict) else None
-        if not self.rt.dispatcher.acknowledged(sid, have):
-            log.warning("connection %s sent a malformed alerts acknowledgement", sid)
-            return {"status": "ignored", "reason": "malformed acknowledgement"}
+        ignored = self.rt.dispatcher.acknowledged(sid, have)
+        if ignored is not None:
+            if ignored.startswith("malformed"):
+                log.warning("connection %s sent a %s", sid, ignored)
+            return {"status": "ignored", "reason": ignored}
         return {"status": "ok"}
 
     # --- occasional: with the database ---
