@@ -25,7 +25,7 @@ def _logs_on_failure(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
     if "stack" in request.fixturenames:  # test_compose.py: the containers' logs
         stack = request.getfixturevalue("stack")
         print(f"\n--- compose logs ({stack.project}) ---\n{stack.logs()}")
-        logs = []
+        logs: list[Path] = []
     elif "deployment" in request.fixturenames:
         logs = request.getfixturevalue("deployment").cluster.logs()
     else:
