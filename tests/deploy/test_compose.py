@@ -108,6 +108,14 @@ class Stack:
                                f"{done.stdout}\n{done.stderr}")
         return done.stdout
 
+    def health(self) -> dict[str, str]:
+        """Each running container's state as `docker ps` says it ("Up 5 seconds (healthy)")."""
+        done = subprocess.run(
+            ["docker", "ps", "--filter", f"label=com.docker.compose.project={self.project}",
+             "--format", "{{.Label \"com.docker.compose.service\"}}\t{{.Status}}"],
+            capture_output=True, text=True, timeout=60, check=True)
+        return dict(line.split("\t", 1) for line in done.stdout.splitlines() if "\t" in line)
+
     def logs(self) -> str:
         done = subprocess.run([*self.base, "logs", "--no-color", "--tail", "80"], env=self.env,
                               capture_output=True, text=True, timeout=120, cwd=DEPLOY)
@@ -203,3 +211,22 @@ def test_the_stack_is_the_production_arrangement(stack: Stack) -> None:
     assert stack.run("exec", "-T", "postgres", "id", "-u").strip() != "0"
     migrate = stack.run("ps", "-a", "migrate")
     assert "Exit 0" in migrate or "exited (0)" in migrate.lower(), migrate
+    # Every long-running service passes its own health check, nginx's through to a process.
+    wait_until(lambda: set(stack.health()) == {"postgres", "redis", "app1", "app2", "nginx"}
+               and all("(healthy)" in s for s in stack.health().values()), 60, interval=0.5,
+               what="every service healthy")
+
+
+def test_postgres_restarted_keeps_its_cluster_and_the_site_recovers(stack: Stack) -> None:
+    """The second start of the PostgreSQL container finds its cluster in the volume (no second
+    initdb); the processes reconnect and the site answers again through nginx."""
+    before = stack.run("exec", "-T", "app1", "cunping", "db", "current")
+    assert "(head)" in before
+    stack.run("restart", "postgres", timeout=120)
+    wait_until(lambda: "(healthy)" in stack.health().get("postgres", ""), 60, interval=0.5,
+               what="postgres healthy again")
+    log = stack.run("logs", "--no-color", "postgres")
+    assert log.count("creating the cluster") == 1, log
+    wait_until(lambda: http_status(stack.url + "/healthz") == 200, 60, interval=0.5,
+               what="/healthz through nginx after PostgreSQL's restart")
+    assert stack.run("exec", "-T", "app1", "cunping", "db", "current") == before
