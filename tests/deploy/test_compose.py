@@ -131,8 +131,27 @@ def prepare_images() -> None:
         assert done.returncode == 0, f"deploy/docker/{script} failed:\n{done.stderr[-4000:]}"
 
 
+def remove_stale_stacks() -> None:
+    """Containers and volumes of an earlier run that never got to `compose down` (a killed
+    pytest): their services restart with the daemon and would hold ports on this machine."""
+    def ids(*args: str) -> list[str]:
+        done = subprocess.run(["docker", *args, "--filter", "name=cunping-test-"],
+                              capture_output=True, text=True, timeout=60, check=True)
+        return done.stdout.split()
+
+    containers = ids("ps", "-aq")
+    if containers:
+        subprocess.run(["docker", "rm", "-f", *containers], capture_output=True, timeout=120,
+                       check=True)
+    volumes = ids("volume", "ls", "-q")
+    if volumes:
+        subprocess.run(["docker", "volume", "rm", "-f", *volumes], capture_output=True,
+                       timeout=120, check=True)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    remove_stale_stacks()
     prepare_images()
     stack = Stack(tmp_path_factory.mktemp("compose"))
     try:
