@@ -2,7 +2,8 @@
 base image built with debootstrap if missing, then `compose build` and `compose up -d`), its
 first administrator and a screen made with the `cunping` command inside the containers, a
 notice published through nginx, and a real headless player on the host, connected through
-nginx, showing it. `compose down -v` at the end, whatever happened.
+nginx, showing it; every service healthy, PostgreSQL not root and its cluster kept across a
+restart. `compose down -v` at the end, whatever happened.
 
 Runs only with CUNPING_TEST_DOCKER=1 (scripts/test sets it where a Docker daemon runs or can be
 started; docker-marked tests are deselected otherwise, with the reason printed). Every port is
