@@ -46,3 +46,18 @@ def test_no_more_handshakes_in_flight_than_allowed_until_their_connects_settle()
     # One that never connects (a client gone) stops counting after IN_FLIGHT_SECONDS.
     assert gate.admit(now=t) is not None
     assert gate.admit(now=t + 11) is None
+
+
+def test_hints_follow_the_rate_the_process_really_admits() -> None:
+    gate = Gate(rate=100, burst=100, in_flight=10)
+    t = gate._stamp + 10  # running for a while
+    for n in range(50):  # over five seconds it could take 10 at a time: 50, not 500
+        assert gate.admit(now=t - 5 + n * 0.1) is None
+        gate.settled()
+    assert gate.pace(t) == 10.0
+    for _ in range(10):
+        gate.admit(now=t)  # ten in flight, none settled: 60 admitted in five seconds now
+    assert gate.pace(t) == 12.0
+    assert gate.admit(now=t) == 1.0  # (0 waiting + 1) / 12 a second, at least a second
+    waits = [gate.admit(now=t) for _ in range(23)]
+    assert waits[-1] == 2.0  # 24 waiting at 12 a second, not 0.24 s at the configured 100

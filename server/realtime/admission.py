@@ -39,6 +39,7 @@ RATE = 400.0  # handshakes a second admitted (measured: ~2 ms of CPU each, bench
 BURST = 200
 IN_FLIGHT = 64  # admitted handshakes not through their connect yet
 IN_FLIGHT_SECONDS = 10.0  # an admitted handshake that never connects stops counting then
+PACE_SECONDS = 5.0  # hints follow the rate actually admitted over this long
 LAG_LIMIT = 0.25  # seconds the event loop may be late before handshakes wait
 MAX_RETRY_AFTER = 60.0
 LAG_TICK = 0.05
@@ -52,10 +53,12 @@ class Gate:
         self.burst = burst
         self.in_flight = in_flight
         self._admitted: collections.deque[float] = collections.deque()  # not settled yet
+        self._recent: collections.deque[float] = collections.deque()  # admitted, last PACE s
         self.lag_limit = lag_limit
         self.on_refuse = on_refuse
         self._tokens = burst
         self._stamp = time.monotonic()
+        self._stamp_started = self._stamp
         self._slots: list[float] = []  # retry times handed out, ascending
         self._lock = threading.Lock()
         self.lag = 0.0  # seconds the loop was late at its last tick (see watch_lag)
@@ -72,22 +75,35 @@ class Gate:
             admitted = self._admitted
             while admitted and admitted[0] < now - IN_FLIGHT_SECONDS:
                 admitted.popleft()
+            recent = self._recent
+            while recent and recent[0] < now - PACE_SECONDS:
+                recent.popleft()
             if self.lag <= self.lag_limit and self._tokens >= 1 \
                     and len(admitted) < self.in_flight:
                 self._tokens -= 1
                 self.admitted += 1
                 admitted.append(now)
+                recent.append(now)
                 return None
             self.refused += 1
             # The screens told to come back later and not due yet are the queue in front.
             due = bisect.bisect_right(self._slots, now)
             if due:
                 del self._slots[:due]
-            wait = min(MAX_RETRY_AFTER, max(1.0, (len(self._slots) + 1) / self.rate))
+            wait = min(MAX_RETRY_AFTER, max(1.0, (len(self._slots) + 1) / self.pace(now)))
             bisect.insort(self._slots, now + wait)
         if self.on_refuse is not None:
             self.on_refuse()
         return wait
+
+    def pace(self, now: float) -> float:
+        """Handshakes a second the process really takes: what it admitted over the last
+        PACE_SECONDS once it has been running that long (a saturated process takes fewer than
+        `rate`, and hints at `rate` bring screens back too early, to be refused again), never
+        below a tenth of `rate`."""
+        if now - self._stamp_started < PACE_SECONDS:
+            return self.rate
+        return min(self.rate, max(self.rate / 10, len(self._recent) / PACE_SECONDS))
 
     def settled(self) -> None:
         """A handshake got through its Socket.IO connect (accepted or refused)."""
