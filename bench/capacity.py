@@ -26,29 +26,29 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "capacity.md"
-N10K = "load-20261202-041444-n10000.json"  # newest run with every app figure
-BARE = "load-20261202-040235-n10000.json"  # newest run with the bare stack
+N10K = "load-20261204-231529-n10000.json"  # newest run with every app figure (issue 9)
+BARE = "load-20261204-231529-n10000.json"  # the bare stack, in the same run
 
 # name: (value, source)
 _TABLE: dict[str, tuple[float, str]] = {
     # measured: files in bench/results/ (the newest runs; docs/capacity.md gives the spread)
-    "connect_cpu_s": (117.04, f"{N10K} results.app.connect.server_cpu_s"),
+    "connect_cpu_s": (25.23, f"{N10K} results.app.connect.server_cpu_s"),
     "connect_screens": (10000, f"{N10K} results.app.connect.screens"),
-    "connect_s": (122.95, f"{N10K} results.app.connect.seconds"),
-    "idle_core_share": (0.611, f"{N10K} results.app.memory.idle_cpu_share"),
+    "connect_s": (40.59, f"{N10K} results.app.connect.seconds"),
+    "idle_core_share": (0.261, f"{N10K} results.app.memory.idle_cpu_share"),
     "idle_screens": (10000, f"{N10K} screens"),
-    "memory_kib": (76.8, f"{N10K} results.app.memory.per_connection_kib"),
-    "rss_base_mib": (138.0, f"{N10K} results.app.memory.rss_before_mib"),
-    "publish_cpu_s": (0.94, f"{N10K} results.app.publish.server_cpu_s"),
-    "publish_p99_ms": (958.0, f"{N10K} results.app.publish.p99_ms"),
+    "memory_kib": (70.8, f"{N10K} results.app.memory.per_connection_kib"),
+    "rss_base_mib": (149.1, f"{N10K} results.app.memory.rss_before_mib"),
+    "publish_cpu_s": (0.51, f"{N10K} results.app.publish.server_cpu_s"),
+    "publish_p99_ms": (405.3, f"{N10K} results.app.publish.p99_ms"),
     "publish_screens": (10000, f"{N10K} results.app.publish.n"),
     "event_bytes": (1955, f"{N10K} results.app.publish.event_bytes"),
-    "alert_p99_ms": (8494.6, f"{N10K} results.app.alert.p99_ms (received)"),
+    "alert_p99_ms": (2562.6, f"{N10K} results.app.alert.p99_ms (received)"),
     "alert_screens": (10000, f"{N10K} results.app.alert.n"),
-    "bare_connect_cpu_s": (13.78, f"{BARE} results.bare.connect.server_cpu_s"),
-    "bare_connect_s": (14.41, f"{BARE} results.bare.connect.seconds"),
+    "bare_connect_cpu_s": (8.91, f"{BARE} results.bare.connect.server_cpu_s"),
+    "bare_connect_s": (9.21, f"{BARE} results.bare.connect.seconds"),
     "bare_screens": (10000, f"{BARE} results.bare.connect.screens (idle: the same N)"),
-    "bare_idle_core_share": (0.211, f"{BARE} results.bare.memory.idle_cpu_share"),
+    "bare_idle_core_share": (0.11, f"{BARE} results.bare.memory.idle_cpu_share"),
     # the protocol and the code
     "heartbeat_s": (30, "player/protocol.py HEARTBEAT_SECONDS"),
     "reconcile_s": (180, "player/protocol.py RECONCILE_SECONDS"),
@@ -60,15 +60,17 @@ _TABLE: dict[str, tuple[float, str]] = {
     "hb_rows_per_heartbeat": (2, "heartbeats._write: the screens row, the screen_days row"),
     "connect_rows": (2, "heartbeats._write: the screens row, the screen_days row (and one "
                         "pairing UPDATE per pass)"),
-    "connect_selects": (2, "screens.authenticate (screen + region), revisions.region_revision"),
-    "sync_selects": (2, "player_namespace.on_sync: the screen (+ region, joined), the revision"),
-    "plays_fixed_statements": (4, "player_namespace.on_plays + plays.record: the screen, the "
+    "connect_selects": (0, "server/realtime/directory.py: a known token, its chain and the "
+                           "revisions from memory; a snapshot cached per (region, revision)"),
+    "sync_selects": (0, "PlayerNamespace.on_sync: answered from memory (the directory)"),
+    "plays_fixed_statements": (4, "PlayerNamespace.on_plays + plays.record: the screen, the "
                                   "notices, INSERT play_batches, COMMIT"),
     "publish_messages": (1, "push._emit: one queue message per notice change (2 with a "
                             "removal), whatever the rooms"),
     "presence_messages": (1, "heartbeats._announce → dashboard presence: one per connect"),
     "pool_per_process": (30, "server/config.py pool 20 + overflow 10"),
-    "dispatcher_polls_s": (1.0, "alert_dispatch.POLL_SECONDS: the alerts counter, per process"),
+    "dispatcher_polls_s": (2.0, "alert_dispatch.POLL_SECONDS (the alerts counter) and "
+                                "state.DIRECTORY_SECONDS (the revision counter), per process"),
     "worker_connections": (20000, "deploy/gunicorn.conf.py CUNPING_WORKER_CONNECTIONS"),
     "batch_keep_days": (7, "server/services/plays.py BATCH_KEEP_DAYS"),
     # estimates: not measured (docs/capacity.md says how to measure each)
