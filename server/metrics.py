@@ -52,8 +52,9 @@ SCREEN_REFUSALS = Counter(
 )
 SCREEN_BUSY = Counter(
     "cunping_screen_connections_busy",
-    "Connections refused as busy: more handshakes waiting than this process could take "
-    "within seconds (a reconnect storm); the players retry after a short backoff.",
+    "Handshakes refused as busy before any Socket.IO work (HTTP 503 with Retry-After: more "
+    "than this process takes a second, or in flight, or its event loop late), and connects "
+    "that failed on the server's side; the players come back when told.",
 )
 DISCONNECT_REASONS = ("client disconnect", "server disconnect", "ping timeout",
                       "transport close", "transport error")
