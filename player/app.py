@@ -48,7 +48,9 @@ MAX_CACHED_ALERTS = 8
 REASONS = {
     "revoked": "本屏幕已被管理员停用",
     "refused": "服务器不再接受本屏幕",
-    "unknown or revoked token": "本屏幕的令牌无效或已被停用",
+    "unknown token": "本屏幕的令牌无效",
+    "unknown or revoked token": "本屏幕的令牌无效或已被停用",  # servers before protocol 2
+    protocol.BUSY: "服务器繁忙，稍后自动重新连接",
 }
 
 

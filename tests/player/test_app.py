@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from player import protocol
 from player.app import qr_url_for
 from player.client import PlayerClient
 from player.display import HeadlessDisplay
@@ -95,6 +96,20 @@ def test_refused_screen_says_so(running: Callable[..., Running]) -> None:
     assert "令牌无效或已被停用" in text
     r.work.put(("status", {"state": "online", "reason": ""}))
     r.wait_frame(showing("A"), timeout=1, after=2)
+
+
+@pytest.mark.parametrize(("state", "reason", "shown"), [
+    ("refused", "unknown token", "本屏幕的令牌无效"),
+    ("refused", "revoked", "本屏幕已被管理员停用"),
+    ("offline", protocol.BUSY, "服务器繁忙"),
+])
+def test_the_servers_reasons_are_shown_in_chinese(
+    running: Callable[..., Running], state: str, reason: str, shown: str
+) -> None:
+    r = running(FakeLink(screen=None))
+    r.work.put(("status", {"state": state, "reason": reason}))
+    r.wait_frame(lambda f: any(c[0] == "message" and shown in c[2] for c in r.renderer.calls),
+                 timeout=2)
 
 
 def test_nothing_cached_and_no_server_shows_a_message(running: Callable[..., Running]) -> None:
