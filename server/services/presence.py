@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import selectinload
 
 from player import protocol
@@ -27,11 +27,18 @@ from server.services import revisions
 from server.services import screens as screen_service
 from server.services.errors import PermissionDenied
 
+_UTC = ZoneInfo("UTC")
 
-def local_day(moment: datetime) -> date:
-    """The county's calendar day of a naive-UTC moment (CUNPING_TIMEZONE)."""
-    tz = ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])
-    return moment.replace(tzinfo=ZoneInfo("UTC")).astimezone(tz).date()
+
+def county_zone() -> ZoneInfo:
+    """The county's time zone (CUNPING_TIMEZONE)."""
+    return ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])
+
+
+def local_day(moment: datetime, zone: ZoneInfo | None = None) -> date:
+    """The county's calendar day of a naive-UTC moment (CUNPING_TIMEZONE, or `zone` when the
+    caller already holds it: a batch of thousands asks once)."""
+    return moment.replace(tzinfo=_UTC).astimezone(zone or county_zone()).date()
 
 
 def seen(screen: Screen, now: datetime | None = None, *, commit: bool = True) -> None:
@@ -41,15 +48,33 @@ def seen(screen: Screen, now: datetime | None = None, *, commit: bool = True) ->
         db.session.commit()
 
 
+_SEEN_PG = text("""
+    INSERT INTO screen_days (screen_id, day, first_seen_at, last_seen_at)
+    SELECT * FROM unnest(CAST(:screen_id AS integer[]), CAST(:day AS date[]),
+                         CAST(:first_seen_at AS timestamp[]), CAST(:last_seen_at AS timestamp[]))
+    ON CONFLICT (screen_id, day) DO UPDATE SET last_seen_at = excluded.last_seen_at
+""")
+
+
 def seen_many(sightings: Iterable[tuple[int, datetime]]) -> None:
     """Record screens seen online at these moments: one upsert of their day rows (no commit)."""
-    rows = [{"screen_id": screen_id, "day": local_day(when), "first_seen_at": when,
+    zone = county_zone()
+    rows = [{"screen_id": screen_id, "day": local_day(when, zone), "first_seen_at": when,
              "last_seen_at": when} for screen_id, when in sightings]
     if not rows:
         return
     dialect = db.session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(ScreenDay)
+    if dialect == "postgresql":  # one statement for a batch of thousands, not one per row
+        # (a row at most once per statement: the same screen and day twice is one sighting)
+        merged: dict[tuple[int, date], dict[str, Any]] = {}
+        for row in rows:
+            held = merged.setdefault((row["screen_id"], row["day"]), row)
+            held["first_seen_at"] = min(held["first_seen_at"], row["first_seen_at"])
+            held["last_seen_at"] = max(held["last_seen_at"], row["last_seen_at"])
+        rows = [merged[key] for key in sorted(merged)]
+        db.session.execute(_SEEN_PG, {key: [row[key] for row in rows] for key in rows[0]})
+        return
+    stmt = sqlite.insert(ScreenDay)
     stmt = stmt.on_conflict_do_update(
         index_elements=[ScreenDay.screen_id, ScreenDay.day],
         set_={"last_seen_at": stmt.excluded.last_seen_at},
