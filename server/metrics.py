@@ -208,6 +208,15 @@ def alert_acked(peer: Any, fingerprint: str) -> None:
         ALERT_ACK_SECONDS.observe(max(0.0, time.monotonic() - peer.sent_at))
 
 
+def delivered(event: str, reached: int = 1) -> None:
+    """`reached` connections were sent `event` without an emit (a message encoded once and
+    written to each: server/realtime/rooms.py, send_encoded)."""
+    child = _delivered.get(event)
+    if child is None:
+        child = _delivered[event] = DELIVERIES.labels(event=event)
+    child.inc(reached)
+
+
 def _reached(rooms: dict[Any, Any], room: Any, skip: Any) -> int:
     """Local members an emit to `room` reaches: O(rooms), no visit of the members unless the
     emit names several rooms (then their union, built in C like python-socketio does)."""
@@ -244,10 +253,7 @@ def _count(event: str, namespace: str | None, room: Any, skip: Any, rooms: Any) 
     else:
         reached = _reached(ns, room, skip)
     if reached:
-        child = _delivered.get(event)
-        if child is None:
-            child = _delivered[event] = DELIVERIES.labels(event=event)
-        child.inc(reached)
+        delivered(event, reached)
 
 
 def count_deliveries(manager: Any) -> None:

@@ -230,3 +230,34 @@ def test_screens_missing_the_same_snapshot_wait_for_one_reading(
         thread.join(10)
     assert len(reads) == 1
     assert len(got) == 6 and all(snap is got[0] for snap in got)
+
+
+def test_the_screens_of_a_village_are_sent_one_encoding_of_their_snapshot(
+    app: Flask, world: World, serving: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server import metrics
+    from server.realtime import rooms
+
+    publish(world, "全村的屏一次编码")
+    encodings: list[str] = []
+    real = rooms.encode
+
+    def counted(server: Any, event: str, data: Any, namespace: str) -> list[Any]:
+        encodings.append(event)
+        return real(server, event, data, namespace)
+
+    monkeypatch.setattr(rooms, "encode", counted)
+    sent_before = metrics.DELIVERIES.labels(event=protocol.SNAPSHOT)._value.get()
+    tokens = [screen_service.provision(None, world.village, f"屏{i}")[1] for i in range(3)]
+    state(app).directory.load()
+    clients = [connect(app, token) for token in tokens]
+    snapshots = [received(client, protocol.SNAPSHOT) for client in clients]
+    assert encodings == [protocol.SNAPSHOT]
+    assert all(len(s) == 1 and s[0] == snapshots[0][0] for s in snapshots)
+    assert [n["title"] for n in snapshots[0][0]["notices"]] == ["全村的屏一次编码"]
+    assert metrics.DELIVERIES.labels(event=protocol.SNAPSHOT)._value.get() == sent_before + 3
+    # A reconcile that finds the screen behind is sent the same encoding.
+    answer = clients[0].emit(protocol.SYNC, {"revision": -1, "digest": ""}, namespace=NS,
+                             callback=True)
+    assert answer["status"] == "snapshot" and encodings == [protocol.SNAPSHOT]
+    assert received(clients[0], protocol.SNAPSHOT) == snapshots[0]

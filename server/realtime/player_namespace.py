@@ -26,6 +26,7 @@ from server import metrics
 from server.extensions import db
 from server.models import Screen
 from server.models.base import utcnow
+from server.realtime import rooms
 from server.realtime.directory import ScreenEntry
 from server.realtime.state import Connection, Realtime
 from server.services import playlist, plays, qr, screenshots
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 REFUSED_TOKEN = "unknown token"
 REFUSED_REVOKED = "revoked"
 RETRY_AFTER_ERROR = 10  # seconds: a connect that failed on our side (protocol.BUSY)
+ENCODED_SNAPSHOTS = 1024  # snapshots kept encoded (a county's villages, a revision or two)
 
 
 def screen_rooms(entry: ScreenEntry) -> list[str]:
@@ -98,6 +100,24 @@ class PlayerNamespace(socketio.Namespace):
         super().__init__(protocol.NAMESPACE)
         self.rt = rt
         self.app = rt.app
+        # id(snapshot) → (the snapshot, its SNAPSHOT packets); the snapshot is held so its id
+        # is not reused while it is here
+        self._encoded: dict[int, tuple[playlist.Snapshot, list[Any]]] = {}
+
+    def _send_snapshot(self, sid: str, snap: playlist.Snapshot) -> None:
+        """SNAPSHOT to `sid`, encoded once per snapshot: after a restart a village's screens
+        all connect for the same one (bench/load.py --profile: encoding it for each was a third
+        of a connect's own work)."""
+        key = id(snap)
+        held = self._encoded.get(key)
+        if held is None or held[0] is not snap:
+            if len(self._encoded) >= ENCODED_SNAPSHOTS:
+                self._encoded.clear()  # a new revision everywhere: the old ones are done with
+            held = self._encoded[key] = (
+                snap, rooms.encode(self.server, protocol.SNAPSHOT, snap.as_payload(),
+                                   protocol.NAMESPACE))
+        if rooms.send_encoded(self.server, sid, protocol.NAMESPACE, held[1]):
+            metrics.delivered(protocol.SNAPSHOT)
 
     def _reply(self, sid: str, event: str, data: dict[str, Any]) -> None:
         """Send to a connection this process holds: straight to it, not through the message
@@ -153,7 +173,7 @@ class PlayerNamespace(socketio.Namespace):
         rt.dispatcher.register(sid, entry.id, entry.chain)
         self._reply(sid, protocol.WELCOME, welcome(self.app, rt, entry, snap.revision))
         if reported != snap.revision or auth.get("digest") != snap.digest:
-            self._reply(sid, protocol.SNAPSHOT, snap.as_payload())
+            self._send_snapshot(sid, snap)
 
     def _authenticate(self, token: Any) -> ScreenEntry:
         """The screen of this token, from memory; the database for a token not known here.
@@ -221,7 +241,7 @@ class PlayerNamespace(socketio.Namespace):
         # The same notices (digest) is enough: the player adopts the server's revision.
         if data.get("digest") == snap.digest and reported != -1:
             return {"status": "current", "revision": snap.revision}
-        self._reply(sid, protocol.SNAPSHOT, snap.as_payload())
+        self._send_snapshot(sid, snap)
         return {"status": "snapshot", "revision": snap.revision}
 
     def on_heartbeat(self, sid: str, data: Any = None) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 import socketio
+from engineio import packet as eio_packet
+from socketio import packet
 
 
 class RoomIndex:
@@ -95,6 +97,28 @@ class RedisManager(RoomIndex, socketio.RedisManager):
                                  and len(data) == 1 else data)
             return
         super()._handle_emit(message)
+
+
+def encode(server: socketio.Server, event: str, data: Any, namespace: str) -> list[Any]:
+    """An event encoded as the Engine.IO packets python-socketio would write for it: encoded
+    once, written to any number of connections with `send_encoded` (what `Manager.emit` does
+    for the recipients of one emit, kept for the many emits of the same content — the snapshot
+    every screen of a village is sent when it connects)."""
+    pkt = server.packet_class(packet.EVENT, namespace=namespace, data=[event, data])
+    encoded = pkt.encode()
+    return [eio_packet.Packet(eio_packet.MESSAGE, part)
+            for part in (encoded if isinstance(encoded, list) else [encoded])]
+
+
+def send_encoded(server: socketio.Server, sid: str, namespace: str, packets: list[Any]) -> bool:
+    """Write packets from `encode` to the connection `sid` of this process; False when it is
+    not (or no longer) connected."""
+    eio_sid = server.manager.eio_sid_from_sid(sid, namespace)
+    if eio_sid is None:
+        return False
+    for part in packets:
+        server._send_eio_packet(eio_sid, part)
+    return True
 
 
 def client_manager(queue: str | None, channel: str) -> socketio.Manager:

@@ -24,7 +24,7 @@ from typing import Any
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import and_, bindparam, case, func, or_, select
+from sqlalchemy import and_, bindparam, case, func, or_, select, text
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import contains_eager
 
@@ -552,6 +552,31 @@ def _chunks(ids: list[int]) -> Iterable[list[int]]:
         yield ids[i : i + CHUNK]
 
 
+# On PostgreSQL a pass's rows are one statement joined to an array, not one per screen (an
+# alert to 10,000 screens: 10,000 inserts, then 10,000 acknowledgements — seconds of the
+# dispatcher's loop before the API could show them, bench/load.py --profile).
+_DELIVERIES_PG = text("""
+    INSERT INTO alert_deliveries (alert_id, screen_id, version, attempts, first_sent_at,
+                                  last_sent_at)
+    SELECT :alert, u.id, :version, :attempts, CAST(:now AS timestamp), CAST(:now AS timestamp)
+    FROM unnest(CAST(:ids AS integer[])) AS u(id)
+""")
+_ACKS_PG = text("""
+    UPDATE alert_deliveries AS d
+    SET acked_at = u.at, latency_ms = u.latency,
+        attempts = CASE WHEN d.attempts < 1 THEN 1 ELSE d.attempts END,
+        first_sent_at = coalesce(d.first_sent_at, u.at),
+        last_sent_at = coalesce(d.last_sent_at, u.at)
+    FROM unnest(CAST(:ids AS integer[]), CAST(:at AS timestamp[]), CAST(:latency AS integer[]))
+        AS u(id, at, latency)
+    WHERE d.alert_id = :alert AND d.screen_id = u.id AND d.acked_at IS NULL
+""")
+
+
+def _postgresql() -> bool:
+    return bool(db.session.get_bind().dialect.name == "postgresql")
+
+
 def _ensure_rows(alert: Alert, screen_ids: Iterable[int], now: datetime | None = None,
                  ) -> set[int]:
     """Delivery rows for the alert's current version exist for these screens (Core statements:
@@ -567,7 +592,11 @@ def _ensure_rows(alert: Alert, screen_ids: Iterable[int], now: datetime | None =
     existing = set(db.session.scalars(
         select(table.c.screen_id).where(table.c.alert_id == alert.id)))
     missing = sorted(set(screen_ids) - existing)
-    if missing:
+    if missing and _postgresql():
+        db.session.execute(_DELIVERIES_PG, {
+            "alert": alert.id, "version": alert.version, "ids": missing,
+            "attempts": 1 if now else 0, "now": now})
+    elif missing:
         sent = {"attempts": 1, "first_sent_at": now, "last_sent_at": now} if now else {
             "attempts": 0}
         db.session.execute(table.insert(), [
@@ -656,7 +685,16 @@ def record_acks(acks: Iterable[tuple[int, Any, datetime]]) -> int:
         assert alert is not None
         _ensure_rows(alert, [r["s"] for r in rows])
         before = _acked_count(alert_id)
-        db.session.connection().execute(stmt, rows)
+        if _postgresql():
+            first: dict[int, dict[str, Any]] = {}
+            for r in rows:  # a screen once per statement: its first ack is the delivery
+                first.setdefault(r["s"], r)
+            ordered = [first[screen_id] for screen_id in sorted(first)]
+            db.session.execute(_ACKS_PG, {
+                "alert": alert_id, "ids": [r["s"] for r in ordered],
+                "at": [r["w"] for r in ordered], "latency": [r["l"] for r in ordered]})
+        else:
+            db.session.connection().execute(stmt, rows)
         fresh += _acked_count(alert_id) - before
     db.session.commit()
     return fresh
