@@ -108,14 +108,8 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """The app is loaded (worker.wsgi): start the scheduler and the alert dispatcher. Then
-    what was set up so far, which lives as long as the worker, is moved out of the cyclic
-    collector's way: otherwise every full collection walks it again (100–170 ms pauses every
-    ten or so admin pages, measured with bench/bigdata.py)."""
-    import gc
-
+    """The app is loaded (worker.wsgi): start its background loops (the realtime layer's, the
+    scheduler, full garbage collections at a fixed rate: server/collector.py)."""
     from server.wsgi import start_background
 
     start_background(worker.wsgi)
-    gc.collect()
-    gc.freeze()

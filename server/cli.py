@@ -35,7 +35,7 @@ def _upgrade() -> None:
 def serve(host: str, port: int, no_migrate: bool) -> None:
     """Run the server (gevent, with the screens' WebSocket channel) and the scheduler. For
     production see deploy/."""
-    from server import logs, scheduler
+    from server import collector, logs, scheduler
     from server.extensions import socketio
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -48,13 +48,9 @@ def serve(host: str, port: int, no_migrate: bool) -> None:
     from server.realtime.state import state
 
     state(app).start()  # alert dispatcher, heartbeat writer, directory, handshake gate
-    # Everything imported and set up so far lives as long as the process: out of the cyclic
-    # collector's way, or each full collection walks it again (measured: 100–170 ms pauses
-    # every ten or so admin pages, the tail of bench/bigdata.py's latencies).
-    import gc
-
-    gc.collect()
-    gc.freeze()
+    # What was set up lives as long as the process: frozen; full collections at a fixed rate.
+    collector.settle()
+    collector.start()
     click.echo(f"Cunping is serving on http://{host}:{port}/  (admin: http://{host}:{port}/admin/)")
     if socketio.server.eio.async_mode != "gevent":
         socketio.run(app, host=host, port=port, log_output=False, allow_unsafe_werkzeug=False)

@@ -41,13 +41,19 @@ def scheduler_enabled() -> bool:
 
 
 def start_background(flask_app: Flask) -> list[Any]:
-    """Start this process's background loops (greenlets under gevent); returns their tasks."""
-    from server import scheduler
+    """Start this process's background loops (greenlets under gevent); returns their tasks.
+    Then what was set up so far, which lives as long as the process, is moved out of the
+    cyclic collector's way, whose full collections run at a fixed rate (server/collector.py;
+    without the freeze every full collection walked it again: 100–170 ms pauses every ten or
+    so admin pages, measured with bench/bigdata.py)."""
+    from server import collector, scheduler
     from server.realtime.state import state
 
     tasks = state(flask_app).start()
     if scheduler_enabled():
         tasks.append(scheduler.start(flask_app, interval=scheduler_seconds()))
+    collector.settle()
+    tasks.append(collector.start())
     log.info("background loops started: realtime%s",
              ", scheduler" if scheduler_enabled() else " (scheduler off: CUNPING_SCHEDULER=0)")
     return tasks

@@ -71,13 +71,26 @@ def init_app(app: Flask) -> None:
         or os.environ.get("REDIS_URL")
         or None
     )
+    mode = _async_mode(app)
     options: dict[str, Any] = {
-        "async_mode": _async_mode(app),
+        "async_mode": mode,
         "max_http_buffer_size": protocol.MAX_MESSAGE_BYTES,
         "cors_allowed_origins": _origins(app),
         "ping_interval": 25,
         "ping_timeout": 20,
+        # An event is handled in the greenlet that read it, not a new greenlet per event: a
+        # connection's events are handled in order, and 10,000 screens' heartbeats and alert
+        # acknowledgements do not each pay for a greenlet (bench/load.py --profile: spawning
+        # was a quarter of an idle process's CPU). No handler waits long: the slow work is
+        # written behind (heartbeats, acknowledgements) or is one short transaction.
+        "async_handlers": os.environ.get("CUNPING_ASYNC_HANDLERS", "0") == "1",
     }
+    if mode == "gevent":
+        # Greenlets without the spawning stack gevent records for debugging (walked on every
+        # spawn: engine.io spawns one per ping).
+        import gevent
+
+        gevent.config.track_greenlet_tree = False
     channel = app.config.get("SOCKETIO_CHANNEL") or os.environ.get("SOCKETIO_CHANNEL") or "cunping"
     # python-socketio's managers (Redis when a queue is set), with an index from each connection
     # to its rooms: see server/realtime/rooms.py.
