@@ -83,7 +83,7 @@ def init_app(app: Flask) -> None:
         # acknowledgements do not each pay for a greenlet (bench/load.py --profile: spawning
         # was a quarter of an idle process's CPU). No handler waits long: the slow work is
         # written behind (heartbeats, acknowledgements) or is one short transaction.
-        "async_handlers": os.environ.get("CUNPING_ASYNC_HANDLERS", "0") == "1",
+        "async_handlers": False,
     }
     if mode == "gevent":
         # Greenlets without the spawning stack gevent records for debugging (walked on every
