@@ -44,6 +44,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import base64  # noqa: E402
+import collections  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
@@ -91,9 +92,10 @@ class Closed(Exception):
 class Busy(Exception):
     """The server refused the handshake with 503 and a Retry-After (server/realtime/admission)."""
 
-    def __init__(self, retry_after: float) -> None:
+    def __init__(self, retry_after: float, ticket: str | None = None) -> None:
         super().__init__(f"busy, retry after {retry_after:g} s")
         self.retry_after = retry_after
+        self.ticket = ticket
 
 
 def frame(text: str) -> bytes:
@@ -114,12 +116,13 @@ class Link:
 
     __slots__ = ("buf", "sock")
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, ticket: str | None = None) -> None:
         parts = urlsplit(url)
         host, port = parts.hostname or "127.0.0.1", parts.port or 80
         self.sock = socket.create_connection((host, port), timeout=timeout)
         key = base64.b64encode(os.urandom(16)).decode()
-        request = (f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+        query = f"{protocol.TICKET_PARAM}={ticket}&" if ticket else ""
+        request = (f"GET /socket.io/?{query}EIO=4&transport=websocket HTTP/1.1\r\n"
                    f"Host: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
         self.sock.sendall(request.encode())
@@ -133,7 +136,9 @@ class Link:
         if head.startswith(b"HTTP/1.1 503"):
             self.sock.close()
             retry = re.search(rb"(?im)^retry-after:\s*(\d+)", head)
-            raise Busy(float(retry.group(1)) if retry else 1.0)
+            ticket = re.search(rb"(?im)^" + protocol.TICKET_HEADER.encode() + rb":\s*(\S+)", head)
+            raise Busy(float(retry.group(1)) if retry else 1.0,
+                       ticket.group(1).decode() if ticket else None)
         if not head.startswith(b"HTTP/1.1 101"):
             raise Closed(head.split(b"\r\n", 1)[0].decode(errors="replace"))
 
@@ -186,7 +191,7 @@ class Screen:
 
     __slots__ = ("alerts", "busy", "connected", "connects", "drops", "failures",
                  "first_connected", "first_held", "index", "link", "notices", "refused",
-                 "retry_after", "revision", "sync_id", "token", "url")
+                 "retry_after", "revision", "sync_id", "ticket", "token", "url")
 
     def __init__(self, index: int, token: str, url: str) -> None:
         self.index, self.token, self.url = index, token, url
@@ -198,6 +203,7 @@ class Screen:
         self.connects = self.drops = self.failures = self.busy = 0
         self.refused = False  # the last attempt was refused (not busy): the slow backoff
         self.retry_after = 0.0  # the last attempt was refused as busy: come back after this
+        self.ticket: str | None = None  # … with this ticket for its slot
         self.first_connected = 0.0
         self.link: Link | None = None
         self.sync_id = 0
@@ -277,10 +283,13 @@ class Screen:
             self.failures += 1
             self.busy += 1
             self.retry_after = exc.retry_after
+            self.ticket = exc.ticket  # brought back on the next handshake, as the player does
+            stats.hints[hint_bucket(exc.retry_after)] += 1
             return False
         except (OSError, Closed, ValueError) as exc:
             self.failures += 1
             stats.last_error = f"{type(exc).__name__}: {exc}"
+            stats.kinds[failure_kind(exc)] += 1
             return False
         if link is None:
             return False
@@ -298,7 +307,8 @@ class Screen:
 
     def _connect(self, stats: Stats) -> Link | None:
         deadline = time.monotonic() + CONNECT_TIMEOUT
-        link = Link(self.url, CONNECT_TIMEOUT)
+        link = Link(self.url, CONNECT_TIMEOUT, self.ticket)
+        self.ticket = None
         try:
             while True:
                 link.sock.settimeout(max(0.01, deadline - time.monotonic()))
@@ -310,12 +320,18 @@ class Screen:
                 elif text.startswith(f"40{NS},"):
                     break
                 elif text.startswith(f"44{NS},"):
-                    # Refused (the token): slowly, as the player does.
                     reason = json.loads(text[len(NS) + 3:] or "{}")
                     message = reason.get("message") if isinstance(reason, dict) else reason
+                    if message == protocol.BUSY:  # the server failed on its side: its hint
+                        data = reason.get("data") if isinstance(reason, dict) else None
+                        hint = data.get("retry_after") if isinstance(data, dict) else None
+                        link.close()
+                        raise Busy(float(hint) if isinstance(hint, int | float) else 10.0)
+                    # Refused (the token): slowly, as the player does.
                     self.failures += 1
                     self.refused = True
                     stats.last_error = f"refused: {message}"
+                    stats.kinds["refused"] += 1
                     link.close()
                     return None
                 elif text.startswith(f"42{NS},"):  # events sent before the connect ack
@@ -392,6 +408,29 @@ class Screen:
                     gevent.sleep(backoff(attempt))
 
 
+HINT_BUCKETS = (5, 15, 30, 60)
+
+
+def hint_bucket(seconds: float) -> str:
+    """A busy refusal's Retry-After, bucketed for the counts: "≤5 s", "≤15 s", … "60+ s"."""
+    for top in HINT_BUCKETS:
+        if seconds <= top:
+            return f"<={top}s"
+    return f">{HINT_BUCKETS[-1]}s"
+
+
+def failure_kind(exc: BaseException) -> str:
+    """A failed attempt's kind, for the counts (refused while the server is down, a timeout
+    — the listen queue full, or the handshake slow —, closed early, …)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, Closed):
+        return "closed"
+    return type(exc).__name__
+
+
 class Stats:
     """What the process as a whole reports."""
 
@@ -400,6 +439,8 @@ class Stats:
         self.last_first_connect = 0.0
         self.last_error = ""
         self.last_drop = ""
+        self.kinds: collections.Counter[str] = collections.Counter()  # failures, not busy
+        self.hints: collections.Counter[str] = collections.Counter()  # busy refusals' hints
         self.sizes: dict[str, int] = {}
 
     def note_size(self, code: str, body: str) -> None:
@@ -422,6 +463,8 @@ def answer(screens: list[Screen], stats: Stats, command: dict[str, Any]) -> dict
             "last_first_connect": stats.last_first_connect,
             "last_error": stats.last_error,
             "last_drop": stats.last_drop,
+            "kinds": dict(stats.kinds),
+            "hints": dict(stats.hints),
         }
     if cmd == "holds":
         code = command["code"]

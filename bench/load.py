@@ -518,6 +518,12 @@ class Pool:
         total["last_first_connect"] = max(r["last_first_connect"] for r in replies)
         total["last_error"] = next((r["last_error"] for r in replies if r["last_error"]), "")
         total["last_drop"] = next((r["last_drop"] for r in replies if r["last_drop"]), "")
+        for name in ("kinds", "hints"):
+            counts: dict[str, int] = {}
+            for r in replies:
+                for kind, count in r.get(name, {}).items():
+                    counts[kind] = counts.get(kind, 0) + count
+            total[name] = counts
         return total
 
     def holds(self, code: str) -> dict[str, Any]:
@@ -782,6 +788,14 @@ class Run:
             "reconnects": after["connects"] - before["connects"],
             "failed_attempts": after["failures"] - before["failures"],
             "busy_refusals": after["busy"] - before["busy"],
+            # the other failed attempts, by kind
+            "failed_by_kind": {k: n - before["kinds"].get(k, 0)
+                               for k, n in after["kinds"].items()
+                               if n - before["kinds"].get(k, 0)},
+            # the busy refusals' Retry-After hints, bucketed
+            "busy_hints": {k: n - before["hints"].get(k, 0)
+                           for k, n in sorted(after["hints"].items())
+                           if n - before["hints"].get(k, 0)},
             "server_cpu_s": cpu,
             "latency_from_stop": {k: back[k] for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
             "admin": sampler.report(),

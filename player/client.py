@@ -42,6 +42,7 @@ import queue
 import random
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -95,6 +96,36 @@ def busy_delay(retry_after: float) -> float:
     random over a quarter more, so the screens it gave one slot do not all come back in it."""
     hint = min(float(protocol.MAX_RETRY_AFTER), max(1.0, retry_after))
     return random.uniform(hint, hint * (1 + BUSY_JITTER))
+
+
+def retry_ticket(exc: BaseException | None, last_error: Any) -> str | None:
+    """The ticket a busy server handed out with its Retry-After (protocol.TICKET_HEADER), to
+    bring back on the next handshake; None when there is none."""
+    if isinstance(last_error, dict) and last_error.get("message") == protocol.BUSY:
+        ticket = last_error.get("ticket")
+        return ticket if isinstance(ticket, str) and len(ticket) <= 40 else None
+    seen = 0
+    while exc is not None and seen < 8:
+        if getattr(exc, "status_code", None) == 503:
+            headers = getattr(exc, "resp_headers", None) or {}
+            for name, value in dict(headers).items():
+                if str(name).lower() == protocol.TICKET_HEADER.lower():
+                    return str(value) if len(str(value)) <= 40 else None
+            return None
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def with_ticket(url: str, ticket: str | None) -> str:
+    """The server's URL with the ticket for the next handshake (engine.io keeps the query)."""
+    if not ticket:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query)
+    query = [(k, v) for k, v in query if k != protocol.TICKET_PARAM]
+    query.append((protocol.TICKET_PARAM, ticket))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
 def retry_hint(exc: BaseException | None, last_error: Any) -> float | None:
@@ -346,6 +377,7 @@ class PlayerClient:
 
     def run(self) -> None:
         attempt = 0
+        ticket: str | None = None  # a busy server's ticket for our slot, for the next try
         while not self._stop.is_set():
             # websocket first; every third failure in a row tries long-polling (a proxy that
             # does not pass websockets), which upgrades to websocket when it can.
@@ -355,14 +387,16 @@ class PlayerClient:
             self.last_error = None
             self._reconnect = False
             try:
-                sio.connect(self.server, namespaces=[protocol.NAMESPACE], auth=self.auth,
-                            transports=transports, wait_timeout=CONNECT_TIMEOUT)
+                sio.connect(with_ticket(self.server, ticket), namespaces=[protocol.NAMESPACE],
+                            auth=self.auth, transports=transports,
+                            wait_timeout=CONNECT_TIMEOUT)
             except (socketio.exceptions.ConnectionError, ValueError, OSError) as exc:
                 refused = bool(getattr(sio, "failed_namespaces", None))
                 with contextlib.suppress(Exception):
                     sio.disconnect()
                 attempt += 1
                 hint = retry_hint(exc, self.last_error)
+                ticket = retry_ticket(exc, self.last_error) if hint is not None else None
                 if hint is not None:
                     # A saturated server: it said when to come back. Not counted against the
                     # websocket-first rule (the server, not the network, said no).
@@ -380,6 +414,7 @@ class PlayerClient:
                 self._stop.wait(delay)
                 continue
             attempt = 0
+            ticket = None
             self._serve(sio)
             if self._revoked is not None:
                 # Told we are revoked: keep saying so and try again slowly (an admin may

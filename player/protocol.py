@@ -134,6 +134,10 @@ HEARTBEAT_SECONDS = 30
 # and {"message": BUSY, "retry_after": seconds}; the player waits that long plus full jitter.
 BUSY = "server busy, try again"
 MAX_RETRY_AFTER = 300  # a longer hint is taken as this
+# The refusal's ticket for its slot (header, and "ticket" in the body): the player's next
+# handshake carries it as `?ticket=…`, and is admitted before screens that come without one.
+TICKET_HEADER = "Cunping-Ticket"
+TICKET_PARAM = "ticket"
 ONLINE_GRACE_SECONDS = 90  # no heartbeat for this long: offline
 
 

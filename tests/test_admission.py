@@ -50,7 +50,7 @@ def test_no_more_handshakes_in_flight_than_allowed_until_their_connects_settle()
 
 def test_hints_follow_the_rate_the_process_really_admits() -> None:
     gate = Gate(rate=100, burst=100, in_flight=10)
-    t = gate._stamp + 10  # running for a while
+    t = gate._stamp + 600  # running for a while (the start's assumed best is forgotten)
     for n in range(50):  # over five seconds it could take 10 at a time: 50, not 500
         assert gate.admit(now=t - 5 + n * 0.1) is None
         gate.settled()
@@ -61,3 +61,100 @@ def test_hints_follow_the_rate_the_process_really_admits() -> None:
     assert gate.admit(now=t) == 1.0  # (0 waiting + 1) / 12 a second, at least a second
     waits = [gate.admit(now=t) for _ in range(23)]
     assert waits[-1] == 2.0  # 24 waiting at 12 a second, not 0.24 s at the configured 100
+
+
+def test_a_screen_back_at_its_slot_with_its_ticket_goes_before_newcomers() -> None:
+    gate = Gate(rate=10, burst=0)
+    t = gate._stamp
+    wait = gate.admit(now=t)
+    assert wait == 1.0
+    ticket = gate.ticket(t + wait)
+    later = t + wait
+    gate._tokens = 0.0  # the bucket is empty when the slot comes (newcomers took it)
+    assert gate.admit(now=later) is not None  # a newcomer: refused
+    assert gate.admit(now=later, ticket=ticket) is None  # the ticket's holder: admitted
+    assert gate._tokens < 0  # on credit: the next newcomers wait for it
+    assert gate.admit(now=later, ticket=ticket) is not None  # a ticket is good once
+
+
+def test_a_ticket_is_only_good_from_its_slot_for_a_while_and_cannot_be_forged() -> None:
+    gate = Gate(rate=10, burst=0)
+    t = gate._stamp
+    ticket = gate.ticket(t + 5)
+    assert gate.admit(now=t + 1, ticket=ticket) is not None  # early
+    assert gate.admit(now=t + 5 + 61, ticket=ticket) is not None  # expired
+    stamp, _sep, mac = ticket.partition(".")
+    forged = f"{int(stamp, 16) - 4000:x}.{mac}"
+    assert gate.admit(now=t + 1, ticket=forged) is not None
+    assert gate.admit(now=t + 1, ticket="zz.zz") is not None
+    assert gate.admit(now=t + 1, ticket="x" * 500) is not None
+    assert Gate(rate=10, burst=0).admit(now=t + 5, ticket=ticket) is not None  # another process
+
+
+def test_a_late_process_refuses_ticket_holders_too_and_they_queue_like_everyone() -> None:
+    gate = Gate(rate=100, burst=0)
+    t = gate._stamp
+    for _ in range(1000):
+        gate.admit(now=t)  # ten seconds of slots handed out
+    ticket = gate.ticket(t + 1)
+    gate.lag = 1.0
+    wait = gate.admit(now=t + 1, ticket=ticket)
+    assert wait is not None and wait > 5  # behind the 900 still waiting, not back each second
+
+
+def test_the_busy_answer_carries_the_ticket_and_a_handshake_brings_it_back() -> None:
+    from server.realtime.admission import TICKET_HEADER, Middleware
+
+    gate = Gate(rate=1, burst=0)
+    seen: list[dict[str, object]] = []
+
+    def app(environ: dict[str, object], start_response: object) -> list[bytes]:
+        seen.append(environ)
+        return [b"ok"]
+
+    middleware = Middleware(app, gate)
+    answers: list[tuple[str, dict[str, str]]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        answers.append((status, dict(headers)))
+
+    environ = {"PATH_INFO": "/socket.io/", "QUERY_STRING": "EIO=4&transport=websocket"}
+    body = b"".join(middleware(dict(environ), start_response))
+    status, headers = answers[-1]
+    assert status.startswith("503")
+    import json
+
+    assert json.loads(body)["ticket"] == headers[TICKET_HEADER]
+    from server.realtime import admission
+
+    slot = int(headers[TICKET_HEADER].split(".")[0], 16) / 1000
+    real = admission.time.monotonic
+    try:
+        admission.time.monotonic = lambda: slot  # type: ignore[assignment]
+        back = dict(environ, QUERY_STRING=f"ticket={headers[TICKET_HEADER]}&EIO=4"
+                    "&transport=websocket")
+        assert b"".join(middleware(back, start_response)) == b"ok"
+    finally:
+        admission.time.monotonic = real  # type: ignore[assignment]
+    assert len(seen) == 1
+
+
+def test_a_moment_of_refusing_everyone_does_not_stretch_the_hints() -> None:
+    gate = Gate(rate=100, burst=100, in_flight=1000)
+    # Just started: the process is taken to manage its rate, though it admitted nobody yet
+    # (a restart's first herd is refused while the loop is late).
+    assert gate.pace(gate._stamp + 5) == 100 * 0.5 ** (5 / 30)
+    t = gate._stamp + 600
+    for n in range(400):  # 80 a second for five seconds
+        assert gate.admit(now=t - 5 + n / 80) is None
+    assert gate.pace(t) == 80.0
+    # Then the loop runs late for five seconds: nobody admitted, the last window is empty …
+    gate.lag = 1.0
+    later = t + 5.5
+    for _ in range(80):
+        gate.admit(now=later)
+    # … but hints follow what the process could take, halving every 30 s.
+    pace = 80 * 0.5 ** (5.5 / 30)
+    assert gate.pace(later) == pace
+    assert gate.admit(now=later) == 81 / pace
+    assert gate.pace(later + 300) == 10.0  # never below a tenth of the rate

@@ -261,3 +261,19 @@ def test_the_screens_of_a_village_are_sent_one_encoding_of_their_snapshot(
                              callback=True)
     assert answer["status"] == "snapshot" and encodings == [protocol.SNAPSHOT]
     assert received(clients[0], protocol.SNAPSHOT) == snapshots[0]
+
+
+def test_a_starting_process_reads_every_screens_region_snapshot_before_connects(
+    app: Flask, world: World
+) -> None:
+    from server.services import playlist
+
+    publish(world, "重启前发布的")
+    screen_service.provision(None, world.village, "屏甲")
+    screen_service.provision(None, world.village, "屏乙")
+    rt = state(app)
+    rt.directory.load()
+    assert rt.warm() == 1  # two screens, one village
+    revision = rt.directory.revision(rt.directory.screen_regions()[world.village.id])
+    snap = playlist.cached(app, world.village.id, revision)
+    assert snap is not None and [n["title"] for n in snap.notices] == ["重启前发布的"]

@@ -20,14 +20,26 @@ handed out that have not come due yet — so a storm of N screens is told to spr
 seconds and drains at the process's full connect rate instead of collapsing, and a screen
 refused again when its slot came (the process ran late) is not pushed behind slots that have
 already passed. Players add jitter on top (player/client.py).
+
+A refusal also hands out a ticket for its slot (the `Cunping-Ticket` header and "ticket" in the
+body: the slot's time and an HMAC with a key of this process). A screen that comes back at its
+slot with it (`?ticket=` on the handshake URL) is admitted first: it takes its token even when
+the bucket is empty, and newcomers wait the longer for it. Without that a storm's screens came
+back at their slot to find the tokens taken by newcomers, were refused again and sent to the
+back, and the last few hundred trickled in for a minute while the process idled (bench/load.py,
+10,000 screens). A process late on its work or full of handshakes still refuses everyone. A
+ticket is good once, from its slot for TICKET_SECONDS.
 """
 
 from __future__ import annotations
 
 import bisect
 import collections
+import hashlib
+import hmac
 import json
 import math
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -39,10 +51,14 @@ RATE = 400.0  # handshakes a second admitted (measured: ~2 ms of CPU each, bench
 BURST = 200
 IN_FLIGHT = 64  # admitted handshakes not through their connect yet
 IN_FLIGHT_SECONDS = 10.0  # an admitted handshake that never connects stops counting then
-PACE_SECONDS = 5.0  # hints follow the rate actually admitted over this long
+PACE_SECONDS = 5.0  # hints follow the rate actually admitted over this long …
+PEAK_SECONDS = 30.0  # … or at its best so far, halved every this long since
 LAG_LIMIT = 0.25  # seconds the event loop may be late before handshakes wait
 MAX_RETRY_AFTER = 60.0
 LAG_TICK = 0.05
+TICKET_SECONDS = 60.0  # a ticket is good this long after its slot
+TICKET_EARLY = 0.5  # … and this much before it (clocks, rounding)
+TICKET_HEADER = protocol.TICKET_HEADER
 
 
 class Gate:
@@ -64,9 +80,40 @@ class Gate:
         self.lag = 0.0  # seconds the loop was late at its last tick (see watch_lag)
         self.admitted = 0
         self.refused = 0
+        self._peak, self._peak_at = rate, self._stamp  # see pace
+        self._key = secrets.token_bytes(16)
+        self._used: dict[str, float] = {}  # tickets admitted → when they stop being good
 
-    def admit(self, now: float | None = None) -> float | None:
-        """None: go ahead. Otherwise the seconds after which to try again."""
+    def ticket(self, slot: float) -> str:
+        """The ticket for a slot (this process's monotonic time)."""
+        stamp = f"{int(slot * 1000):x}"
+        mac = hmac.new(self._key, stamp.encode(), hashlib.sha256).hexdigest()[:20]
+        return f"{stamp}.{mac}"
+
+    def _honoured(self, ticket: str | None, now: float) -> bool:
+        """A ticket of this process, due, not expired, not used before (lock held)."""
+        if not ticket or len(ticket) > 40 or "." not in ticket:
+            return False
+        stamp, _sep, mac = ticket.partition(".")
+        try:
+            slot = int(stamp, 16) / 1000
+        except ValueError:
+            return False
+        expected = hmac.new(self._key, stamp.encode(), hashlib.sha256).hexdigest()[:20]
+        if not hmac.compare_digest(mac, expected):
+            return False
+        if not slot - TICKET_EARLY <= now <= slot + TICKET_SECONDS or ticket in self._used:
+            return False
+        if len(self._used) > 4 * self.burst + 1000:
+            for old, until in list(self._used.items()):
+                if until < now:
+                    del self._used[old]
+        self._used[ticket] = slot + TICKET_SECONDS
+        return True
+
+    def admit(self, now: float | None = None, ticket: str | None = None) -> float | None:
+        """None: go ahead. Otherwise the seconds after which to try again (the slot; its
+        ticket is `self.ticket(now + wait)`). `ticket`: the one a refusal handed out."""
         now = time.monotonic() if now is None else now
         with self._lock:
             elapsed = max(0.0, now - self._stamp)
@@ -78,9 +125,13 @@ class Gate:
             recent = self._recent
             while recent and recent[0] < now - PACE_SECONDS:
                 recent.popleft()
-            if self.lag <= self.lag_limit and self._tokens >= 1 \
-                    and len(admitted) < self.in_flight:
-                self._tokens -= 1
+            free = self.lag <= self.lag_limit and len(admitted) < self.in_flight
+            holder = self._honoured(ticket, now)
+            if free and (self._tokens >= 1 or holder):
+                # A ticket's holder takes its token even from an empty bucket: the slot was
+                # planned at the rate, and the debt holds newcomers back (a second's worth at
+                # most).
+                self._tokens = max(-self.rate, self._tokens - 1)
                 self.admitted += 1
                 admitted.append(now)
                 recent.append(now)
@@ -90,6 +141,9 @@ class Gate:
             due = bisect.bisect_right(self._slots, now)
             if due:
                 del self._slots[:due]
+            # (A holder refused because the process is late or full waits its turn again:
+            # sent back to the front each second, such screens kept a saturated process busy
+            # refusing them — 165,000 refusals in one storm, measured.)
             wait = min(MAX_RETRY_AFTER, max(1.0, (len(self._slots) + 1) / self.pace(now)))
             bisect.insort(self._slots, now + wait)
         if self.on_refuse is not None:
@@ -97,13 +151,19 @@ class Gate:
         return wait
 
     def pace(self, now: float) -> float:
-        """Handshakes a second the process really takes: what it admitted over the last
-        PACE_SECONDS once it has been running that long (a saturated process takes fewer than
-        `rate`, and hints at `rate` bring screens back too early, to be refused again), never
-        below a tenth of `rate`."""
-        if now - self._stamp_started < PACE_SECONDS:
-            return self.rate
-        return min(self.rate, max(self.rate / 10, len(self._recent) / PACE_SECONDS))
+        """Handshakes a second the process takes: the more of what it admitted over the last
+        PACE_SECONDS and its best such rate so far, halving every PEAK_SECONDS since; never
+        above `rate` nor below a tenth of it. The best starts at `rate` when the process does.
+
+        Not the last window alone: a process refusing everyone for a moment (the first herd of
+        a restart, its loop late) admits nobody then, and hints at that pace sent a thousand
+        screens a minute away while it idled afterwards (measured); the halving still follows
+        a process that really is slower than `rate`."""
+        current = len(self._recent) / PACE_SECONDS
+        best = self._peak * 0.5 ** (max(0.0, now - self._peak_at) / PEAK_SECONDS)
+        if current >= best:
+            self._peak, self._peak_at, best = current, now, current
+        return min(self.rate, max(self.rate / 10, best))
 
     def settled(self) -> None:
         """A handshake got through its Socket.IO connect (accepted or refused)."""
@@ -127,6 +187,18 @@ def is_handshake(environ: dict[str, Any], path: str = "/socket.io") -> bool:
     return "sid=" not in query
 
 
+def ticket_of(environ: dict[str, Any]) -> str | None:
+    """The `ticket` query parameter of a handshake, if any."""
+    query = environ.get("QUERY_STRING", "")
+    key = protocol.TICKET_PARAM + "="
+    if key not in query:
+        return None
+    for part in query.split("&"):
+        if part.startswith(key):
+            return part[len(key):]
+    return None
+
+
 class Middleware:
     """WSGI middleware in front of Flask-SocketIO's."""
 
@@ -137,14 +209,18 @@ class Middleware:
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
         if is_handshake(environ):
-            wait = self.gate.admit()
+            now = time.monotonic()
+            wait = self.gate.admit(now, ticket=ticket_of(environ))
             if wait is not None:
                 seconds = math.ceil(wait)
-                body = json.dumps({"message": protocol.BUSY, "retry_after": seconds}).encode()
+                ticket = self.gate.ticket(now + wait)
+                body = json.dumps({"message": protocol.BUSY, "retry_after": seconds,
+                                   "ticket": ticket}).encode()
                 start_response("503 Service Unavailable", [
                     ("Content-Type", "application/json"),
                     ("Content-Length", str(len(body))),
                     ("Retry-After", str(seconds)),
+                    (TICKET_HEADER, ticket),
                     ("Cache-Control", "no-store"),
                 ])
                 return [body]

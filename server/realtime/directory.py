@@ -154,6 +154,11 @@ class Directory:
         token_hash = self._hash_of.get(screen_id)
         return self._by_hash.get(token_hash) if token_hash is not None else None
 
+    def screen_regions(self) -> dict[int, tuple[int, ...]]:
+        """The regions screens are in (region id → chain)."""
+        with self._lock:
+            return {entry.region_id: entry.chain for entry in self._by_hash.values()}
+
     def revision(self, chain: tuple[int, ...]) -> int:
         """What screens with this chain should be at: the newest change over the chain."""
         revs = self._revisions

@@ -358,16 +358,19 @@ def test_rejoin_makes_the_player_connect_again(
 def test_a_busy_server_is_retried_after_its_retry_after_with_jitter(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str
 ) -> None:
-    """A saturated server answers the handshake with 503 and Retry-After (over WebSocket the
-    header, over long-polling the JSON body): the player waits at least that long."""
-    body = json.dumps({"message": protocol.BUSY, "retry_after": 7}).encode()
+    """A saturated server answers the handshake with 503, Retry-After and a ticket for the
+    slot (over WebSocket the headers, over long-polling the JSON body): the player waits at
+    least that long and brings the ticket back on its next handshake."""
     handshakes: list[str] = []
 
     def busy(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         handshakes.append(environ.get("QUERY_STRING", ""))
+        ticket = f"t{len(handshakes)}.abc"
+        body = json.dumps({"message": protocol.BUSY, "retry_after": 7,
+                           "ticket": ticket}).encode()
         start_response("503 Service Unavailable", [
             ("Retry-After", "7"), ("Content-Type", "application/json"),
-            ("Content-Length", str(len(body)))])
+            (protocol.TICKET_HEADER, ticket), ("Content-Length", str(len(body)))])
         return [body]
 
     http = make_server("127.0.0.1", 0, busy, threaded=True)
@@ -397,6 +400,10 @@ def test_a_busy_server_is_retried_after_its_retry_after_with_jitter(
         http.shutdown()
     assert hints[:3] == [7.0, 7.0, 7.0]
     assert all(f"transport={transport}" in q for q in handshakes)
+    # The first handshake has no ticket; each later one carries the one its refusal gave.
+    assert "ticket=" not in handshakes[0]
+    for n, query in enumerate(handshakes[1:3], start=1):
+        assert f"{protocol.TICKET_PARAM}=t{n}.abc" in query.split("&")
 
 
 def polling_only(factory: Callable[[], Any]) -> Callable[[], Any]:
