@@ -95,8 +95,8 @@ class Config:
     PROXY_COUNT = _env_int("CUNPING_PROXY_COUNT", 0)
     # Admission control (server/realtime/admission.py): new Socket.IO handshakes a second this
     # process takes before it answers 503 + Retry-After, and how many may come at once.
-    HANDSHAKES_PER_SECOND = _env_int("CUNPING_HANDSHAKES_PER_SECOND", 400)
-    HANDSHAKE_BURST = _env_int("CUNPING_HANDSHAKE_BURST", 200)
+    HANDSHAKES_PER_SECOND = _env_int("CUNPING_HANDSHAKES_PER_SECOND", 600)
+    HANDSHAKE_BURST = _env_int("CUNPING_HANDSHAKE_BURST", 300)
     HANDSHAKES_IN_FLIGHT = _env_int("CUNPING_HANDSHAKES_IN_FLIGHT", 64)
 
 
