@@ -99,7 +99,9 @@ def test_a_saturated_process_refuses_handshakes_before_socketio_with_a_retry_aft
     # Consecutive slots of the admitted rate (10/s), never less than a second.
     waits = [int(a.headers["Retry-After"]) for a in refused]
     assert waits == sorted(waits) and waits[0] >= 1
-    assert refused[0].get_json() == {"message": protocol.BUSY, "retry_after": waits[0]}
+    ticket = refused[0].headers[protocol.TICKET_HEADER]
+    assert refused[0].get_json() == {"message": protocol.BUSY, "retry_after": waits[0],
+                                     "ticket": ticket}
     assert "sid=" not in refused[0].get_data(as_text=True)  # no Engine.IO session was made
     assert metric("cunping_screen_connections_busy_total") == busy_before + 4
     # Requests of a session already made, and every other page, are not gated.
