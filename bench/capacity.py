@@ -26,37 +26,37 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "capacity.md"
-N10K = "load-20261204-231529-n10000.json"  # newest run with every app figure (issue 9)
-BARE = "load-20261204-231529-n10000.json"  # the bare stack, in the same run
+N10K = "load-20261205-011957-n10000.json"  # newest run with every app figure (issue 9)
+BARE = "load-20261205-011957-n10000.json"  # the bare stack, in the same run
 
 # name: (value, source)
 _TABLE: dict[str, tuple[float, str]] = {
     # measured: files in bench/results/ (the newest runs; docs/capacity.md gives the spread)
-    "connect_cpu_s": (25.23, f"{N10K} results.app.connect.server_cpu_s"),
+    "connect_cpu_s": (15.01, f"{N10K} results.app.connect.server_cpu_s"),
     "connect_screens": (10000, f"{N10K} results.app.connect.screens"),
-    "connect_s": (40.59, f"{N10K} results.app.connect.seconds"),
-    "idle_core_share": (0.261, f"{N10K} results.app.memory.idle_cpu_share"),
+    "connect_s": (16.78, f"{N10K} results.app.connect.seconds"),
+    "idle_core_share": (0.13, f"{N10K} results.app.memory.idle_cpu_share"),
     "idle_screens": (10000, f"{N10K} screens"),
-    "memory_kib": (70.8, f"{N10K} results.app.memory.per_connection_kib"),
-    "rss_base_mib": (149.1, f"{N10K} results.app.memory.rss_before_mib"),
-    "publish_cpu_s": (0.51, f"{N10K} results.app.publish.server_cpu_s"),
-    "publish_p99_ms": (405.3, f"{N10K} results.app.publish.p99_ms"),
+    "memory_kib": (65.6, f"{N10K} results.app.memory.per_connection_kib"),
+    "rss_base_mib": (149.0, f"{N10K} results.app.memory.rss_before_mib"),
+    "publish_cpu_s": (0.37, f"{N10K} results.app.publish.server_cpu_s"),
+    "publish_p99_ms": (385.5, f"{N10K} results.app.publish.p99_ms"),
     "publish_screens": (10000, f"{N10K} results.app.publish.n"),
     "event_bytes": (1955, f"{N10K} results.app.publish.event_bytes"),
-    "alert_p99_ms": (2562.6, f"{N10K} results.app.alert.p99_ms (received)"),
+    "alert_p99_ms": (1045.2, f"{N10K} results.app.alert.p99_ms (received)"),
     "alert_screens": (10000, f"{N10K} results.app.alert.n"),
-    "bare_connect_cpu_s": (8.91, f"{BARE} results.bare.connect.server_cpu_s"),
-    "bare_connect_s": (9.21, f"{BARE} results.bare.connect.seconds"),
+    "bare_connect_cpu_s": (8.71, f"{BARE} results.bare.connect.server_cpu_s"),
+    "bare_connect_s": (8.94, f"{BARE} results.bare.connect.seconds"),
     "bare_screens": (10000, f"{BARE} results.bare.connect.screens (idle: the same N)"),
-    "bare_idle_core_share": (0.11, f"{BARE} results.bare.memory.idle_cpu_share"),
+    "bare_idle_core_share": (0.105, f"{BARE} results.bare.memory.idle_cpu_share"),
     # the protocol and the code
     "heartbeat_s": (30, "player/protocol.py HEARTBEAT_SECONDS"),
     "reconcile_s": (180, "player/protocol.py RECONCILE_SECONDS"),
     "plays_s": (60, "player/protocol.py PLAYS_SECONDS"),
     "ping_s": (25, "server/realtime/__init__.py ping_interval"),
     "flush_s": (2.0, "server/services/heartbeats.py FLUSH_SECONDS"),
-    "flush_statements": (3, "heartbeats._write: UPDATE screens (executemany), INSERT … ON "
-                            "CONFLICT screen_days, COMMIT"),
+    "flush_statements": (3, "heartbeats._write: UPDATE screens … FROM unnest, INSERT … ON "
+                            "CONFLICT screen_days (unnest), COMMIT"),
     "hb_rows_per_heartbeat": (2, "heartbeats._write: the screens row, the screen_days row"),
     "connect_rows": (2, "heartbeats._write: the screens row, the screen_days row (and one "
                         "pairing UPDATE per pass)"),
