@@ -75,7 +75,6 @@ class Gate:
         self.on_refuse = on_refuse
         self._tokens = burst
         self._stamp = time.monotonic()
-        self._stamp_started = self._stamp
         self._slots: list[float] = []  # retry times handed out, ascending
         self._lock = threading.Lock()
         self.lag = 0.0  # seconds the loop was late at its last tick (see watch_lag)
