@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 REFUSED_TOKEN = "unknown token"
 REFUSED_REVOKED = "revoked"
 RETRY_AFTER_ERROR = 10  # seconds: a connect that failed on our side (protocol.BUSY)
-ENCODED_SNAPSHOTS = 1024  # snapshots kept encoded (a county's villages, a revision or two)
 
 
 def screen_rooms(entry: ScreenEntry) -> list[str]:
@@ -100,23 +99,16 @@ class PlayerNamespace(socketio.Namespace):
         super().__init__(protocol.NAMESPACE)
         self.rt = rt
         self.app = rt.app
-        # id(snapshot) → (the snapshot, its SNAPSHOT packets); the snapshot is held so its id
-        # is not reused while it is here
-        self._encoded: dict[int, tuple[playlist.Snapshot, list[Any]]] = {}
 
     def _send_snapshot(self, sid: str, snap: playlist.Snapshot) -> None:
         """SNAPSHOT to `sid`, encoded once per snapshot: after a restart a village's screens
         all connect for the same one (bench/load.py --profile: encoding it for each was a third
         of a connect's own work)."""
-        key = id(snap)
-        held = self._encoded.get(key)
-        if held is None or held[0] is not snap:
-            if len(self._encoded) >= ENCODED_SNAPSHOTS:
-                self._encoded.clear()  # a new revision everywhere: the old ones are done with
-            held = self._encoded[key] = (
-                snap, rooms.encode(self.server, protocol.SNAPSHOT, snap.as_payload(),
-                                   protocol.NAMESPACE))
-        if rooms.send_encoded(self.server, sid, protocol.NAMESPACE, held[1]):
+        packets = snap.wire.get(protocol.SNAPSHOT)
+        if packets is None:
+            packets = snap.wire[protocol.SNAPSHOT] = rooms.encode(
+                self.server, protocol.SNAPSHOT, snap.as_payload(), protocol.NAMESPACE)
+        if rooms.send_encoded(self.server, sid, protocol.NAMESPACE, packets):
             metrics.delivered(protocol.SNAPSHOT)
 
     def _reply(self, sid: str, event: str, data: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -72,6 +72,9 @@ class Snapshot:
     notices: list[dict[str, Any]]  # shared between screens: never mutate
     digest: str
     valid_until: datetime | None
+    # What the channel made of it to send (server/realtime: the SNAPSHOT packets, encoded once
+    # for every screen sent this snapshot); kept with the snapshot, so it lives as long.
+    wire: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def as_payload(self) -> dict[str, Any]:
         return {"revision": self.revision, "notices": self.notices}
