@@ -91,6 +91,21 @@ def test_a_ticket_is_only_good_from_its_slot_for_a_while_and_cannot_be_forged() 
     assert Gate(rate=10, burst=0).admit(now=t + 5, ticket=ticket) is not None  # another process
 
 
+def test_used_tickets_are_remembered_while_good_and_forgotten_after() -> None:
+    gate = Gate(rate=1000, burst=0)
+    t = gate._stamp
+    tickets = [gate.ticket(t + i / 100) for i in range(5000)]
+    for i, ticket in enumerate(tickets):
+        gate._tokens = 1.0
+        assert gate.admit(now=t + i / 100, ticket=ticket) is None
+        gate.settled()
+    assert len(gate._used) == 5000  # all still good: all remembered (none admitted twice)
+    gate._tokens = 1.0
+    assert gate.admit(now=t + 50, ticket=tickets[4999]) is not None
+    gate.admit(now=t + 50 + 61)
+    assert not gate._used and not gate._expiry  # past their time: forgotten
+
+
 def test_a_late_process_refuses_ticket_holders_too_and_they_queue_like_everyone() -> None:
     gate = Gate(rate=100, burst=0)
     t = gate._stamp

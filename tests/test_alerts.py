@@ -253,6 +253,24 @@ def test_connect_sends_the_alerts_in_force_first(app: Flask, world: World) -> No
     assert received[1]["name"] == protocol.WELCOME
 
 
+def test_a_connect_sends_the_alerts_and_leaves_their_record_to_the_loop(
+    app: Flask, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a storm with an alert in force a connect makes no query: its send is recorded with
+    the next acknowledgements (sends first), by the dispatcher's loop."""
+    alert = alerts.issue(world.county_alert, data())
+    dispatcher = state(app).dispatcher
+    monkeypatch.setattr(dispatcher, "_running", True)  # as in a serving process
+    screen = Screen(app, world.village, "屏")
+    assert screen.alert_sets() == [[f"{alert.code}:1"]]
+    assert db.session.query(AlertDelivery).filter_by(alert_id=alert.id).count() == 0
+    assert dispatcher._sends == [(screen.screen.id, [alert.id])]
+    dispatcher._flush()
+    row = db.session.query(AlertDelivery).filter_by(alert_id=alert.id).one()
+    assert row.screen_id == screen.screen.id and row.attempts == 1 and row.acked_at is None
+    assert dispatcher._sends == []
+
+
 def test_changes_reach_the_targeted_screens_only(app: Flask, world: World) -> None:
     inside = Screen(app, world.village, "柳河屏")
     outside = Screen(app, world.other_village, "石桥屏")

@@ -80,6 +80,7 @@ class AlertDispatcher:
         self._counter = -1
         self._loaded_at = 0.0  # when the alerts were last read
         self._acks: list[tuple[int, list[str], datetime]] = []
+        self._sends: list[tuple[int, list[int]]] = []  # (screen id, alert ids) not recorded yet
         self._running = False
         self._force = False  # the next pass re-reads the alerts (they changed)
         # A pass visits every peer only when what they must show may have changed (the alerts
@@ -179,7 +180,7 @@ class AlertDispatcher:
                             last_pass = time.monotonic()
                             self.run_pass(force=forced)
                         else:
-                            self._flush_acks()
+                            self._flush()
                     except Exception:  # the next pass retries; deliveries stay unacknowledged
                         db.session.rollback()  # (inside the context: outside it, this raised
                         # and ended the loop for good — no alert left the process after)
@@ -189,7 +190,7 @@ class AlertDispatcher:
 
     def run_pass(self, *, force: bool = False) -> None:
         self._refresh(force=force)
-        self._flush_acks()
+        self._flush()
         self._send_due()
 
     def _refresh(self, *, force: bool) -> None:
@@ -249,9 +250,8 @@ class AlertDispatcher:
             return
         count = sum(len(members) for _p, _a, members in groups.values())
         metrics.alerts_sent(count)
-        stamp = utcnow()
         began = time.monotonic()
-        server_time = alert_service.iso(stamp)
+        server_time = alert_service.iso(utcnow())
         for payloads, _ids, members in groups.values():
             again = [peer.screen_id for _sid, peer in members if peer.attempts > 1]
             if again:
@@ -268,15 +268,20 @@ class AlertDispatcher:
                     # the message queue (every other process would read it for nothing).
                     ignore_queue=True,
                 )
+        with self._lock:
+            self._sends.extend((peer.screen_id, ids) for _p, ids, members in groups.values()
+                               if ids for _sid, peer in members)
+        if only is not None:
+            # A connect: its send is recorded with the next acknowledgements (no query, no
+            # app context in a connect — in a storm with an alert in force, one per screen).
+            self.wake_soon()
+            return
         # Let the connections' writers send before the database work (under gevent they run
         # only when this greenlet yields).
         emitted = time.monotonic()
         socketio.sleep(0)
         with self.app.app_context():
-            alert_service.record_sends(
-                [(peer.screen_id, ids) for _p, ids, members in groups.values() if ids
-                 for _sid, peer in members], stamp
-            )
+            self._flush()
         if count >= 100:
             log.info("alerts sent to %d screens in %d messages: emit %.0f ms, record %.0f ms",
                      count, len(groups), (emitted - began) * 1000,
@@ -285,13 +290,18 @@ class AlertDispatcher:
     def wake_soon(self) -> None:
         if self._running:
             self._wake.set()
-        else:  # no loop (tests): record the acknowledgement now
+        else:  # no loop (tests): record now
             with self.app.app_context():
-                self._flush_acks()
+                self._flush()
 
-    def _flush_acks(self) -> None:
+    def _flush(self) -> None:
+        """Record the sends and acknowledgements gathered since the last flush: the sends
+        first (an acknowledgement is of something sent before it)."""
         with self._lock:
+            sends, self._sends = self._sends, []
             acks, self._acks = self._acks, []
+        if sends:
+            alert_service.record_sends(sends, utcnow())
         if acks:
             alert_service.record_acks(acks)
 
