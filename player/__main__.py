@@ -102,7 +102,8 @@ def run(settings: config.Settings) -> int:
         return 2
     work: queue.Queue = queue.Queue()
     link = PlayerClient(settings.server, store, work, version=player_version(),
-                        size=display.size, config_token=settings.token)
+                        size=display.size, config_token=settings.token,
+                        alert_keys=settings.alert_keys)
     audio = make_audio(enabled=settings.display == "pygame" and not settings.mute)
     app = PlayerApp(display, Renderer(fonts, display.size), link, work,
                     server=settings.server, store=store, audio=audio)

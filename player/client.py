@@ -44,16 +44,17 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.error import URLError
 
 import socketio
 from PIL import Image
 
-from player import protocol
+from player import protocol, signing
 from player.plays import PlayQueue
 from player.schedule import parse_time
+from player.signing import AlertKeys
 from player.store import Retrier, Store
 
 log = logging.getLogger(__name__)
@@ -215,11 +216,13 @@ class PlayerNamespace(socketio.ClientNamespace):
         self.link.handle(protocol.REJOIN, data)
 
     def on_alerts(self, data: Any = None) -> None:
-        # Acknowledged with an ALERTS_ACK event once saved; nothing sent (no ALERTS_ACK) when
-        # the set was refused or could not be kept: the server sends it again.
-        ack = self.link.handle_alerts(data)
-        if ack is None:
+        # Acknowledged with an ALERTS_ACK event once saved; a set whose signature does not
+        # verify is answered ALERTS_REFUSED; nothing sent when it was malformed or could not be
+        # kept: the server sends it again.
+        answer = self.link.handle_alerts(data)
+        if answer is None:
             return
+        event, body = answer
         # A connecting screen gets its alerts first, before the server's connect answer:
         # the acknowledgement waits for it (handlers run on threads of their own).
         deadline = time.monotonic() + CONNECT_TIMEOUT
@@ -227,9 +230,9 @@ class PlayerNamespace(socketio.ClientNamespace):
                 and time.monotonic() < deadline and self.client.eio.state == "connected":
             time.sleep(0.01)
         try:
-            self.emit(protocol.ALERTS_ACK, ack)
+            self.emit(event, body)
         except socketio.exceptions.SocketIOError as exc:  # gone: the server sends it again
-            log.warning("alerts acknowledgement not sent (%s)", exc)
+            log.warning("alerts answer not sent (%s)", exc)
 
     def on_screenshot(self, data: Any = None) -> None:
         self.link.handle(protocol.SCREENSHOT, data)
@@ -283,6 +286,7 @@ class PlayerClient:
 
     def __init__(self, server: str, store: Store, work: queue.Queue[Work], *,
                  version: str, size: tuple[int, int], config_token: str | None = None,
+                 alert_keys: Iterable[str] = (),
                  client_factory: Callable[[], socketio.Client] | None = None) -> None:
         self.server = server
         self.store = store
@@ -290,6 +294,9 @@ class PlayerClient:
         self.version = version
         self.size = size
         self.config_token = config_token
+        # The county's alert keys: the config's win, else those pinned at pairing.
+        self.config_alert_keys = tuple(alert_keys)
+        self.keys = AlertKeys(self.config_alert_keys or self._pinned_keys(store))
         self.client_factory = client_factory or self._make_client
         self.showing: str | None = None  # set by the main thread, read for heartbeats
         self.started = time.monotonic()
@@ -321,6 +328,8 @@ class PlayerClient:
         # clock minus ours in seconds (a box without a real-time clock may be far off), as
         # last measured: state.json's, else alerts.json's (kept there by older players).
         self.alerts, alerts_offset = store.load_alerts()
+        # The server_time of the set shown: a signed set older than it is a replay.
+        self._alerts_time = signing.signed_time({"server_time": store.alerts_server_time()})
         saved_offset = store.clock_offset()
         self.clock_offset: float = saved_offset if saved_offset is not None else alerts_offset
         self._saves = Retrier(self._save_again)  # what could not be saved, tried again
@@ -715,10 +724,40 @@ class PlayerClient:
         with self._lock:
             self._save()
 
-    def handle_alerts(self, data: Any) -> dict[str, Any] | None:
-        """ALERTS: validate, save, hand to the screen, and return the acknowledgement
-        {"have": [code:version, ...]} of the saved set once the screen shows it (or after
-        ALERT_SHOWN_TIMEOUT). None (no acknowledgement) for a bad or unsaved set."""
+    @staticmethod
+    def _pinned_keys(store: Store) -> list[str]:
+        keys = store.alert_keys()
+        try:
+            AlertKeys(keys)
+        except signing.BadKey as exc:
+            log.error("ignoring the alert keys pinned at pairing: %s", exc)
+            return []
+        return keys
+
+    def _follow_keys(self, announced: Any) -> None:
+        """The keys announced in a verified set replace those pinned at pairing (a rotation).
+        The caller holds the alerts lock."""
+        if not isinstance(announced, list) or not announced \
+                or sorted(announced) == sorted(self.store.alert_keys()):
+            return
+        try:
+            keys = AlertKeys(announced)
+        except (signing.BadKey, AttributeError) as exc:
+            log.error("ignoring the alert keys announced: %s", exc)
+            return
+        try:
+            self.store.set_alert_keys(list(announced))
+        except OSError:
+            return  # kept as they are; announced again with the next set
+        self.keys = keys
+        log.info("alert keys now %s", ", ".join(keys.ids()))
+
+    def handle_alerts(self, data: Any) -> tuple[str, dict[str, Any]] | None:
+        """ALERTS: validate, check its signature, save, hand to the screen, and return the
+        answer: (ALERTS_ACK, {"have": [code:version, ...]}) of the saved set once the screen
+        shows it (or after ALERT_SHOWN_TIMEOUT); (ALERTS_REFUSED, {"reason", "key"}) for a set
+        whose signature does not verify (nothing shown or saved). None (no answer: the server
+        sends it again) for a malformed or unsaved set."""
         if payload_size(data) > protocol.MAX_MESSAGE_BYTES:
             log.error("ignoring an oversized alerts event (not acknowledged)")
             return None
@@ -727,15 +766,30 @@ class PlayerClient:
         except protocol.ProtocolError as exc:
             log.error("ignoring a malformed alerts event (%s); not acknowledged", exc)
             return None
+        with self._alerts_lock:
+            refusal = self.keys.refusal(data, self._alerts_time)
+        if refusal is not None:
+            signature = data.get("signature")
+            key = signature.get("key") if isinstance(signature, dict) else None
+            log.error("refusing an alert set (%s, key %s): not shown, reported", refusal, key)
+            return protocol.ALERTS_REFUSED, {"reason": refusal,
+                                             "key": key if isinstance(key, str) else None}
         alerts = list(data["alerts"])
         with self._alerts_lock:
             with self._lock:
                 self._measure_clock(data.get("server_time"))
                 offset = self.clock_offset
                 self._save_or_retry(notices=False)  # the offset, for a reboot offline
+            if self.keys and not self.config_alert_keys:
+                self._follow_keys(data.get("keys"))
             saved = True
+            sent = signing.signed_time(data)
+            if sent is not None and (self._alerts_time is None or sent > self._alerts_time):
+                self._alerts_time = sent
             try:
-                self.store.save_alerts(alerts, offset)
+                newest = self._alerts_time  # the newest set's time, not this one's
+                self.store.save_alerts(alerts, offset, newest.isoformat() + "Z"
+                                       if newest is not None else None)
             except OSError:  # shown all the same; unacknowledged, so sent again (the store
                 saved = False  # logged it and reports it in heartbeats)
             self.alerts = alerts
@@ -746,7 +800,7 @@ class PlayerClient:
             if not done.wait(ALERT_SHOWN_TIMEOUT):
                 log.warning("the screen did not confirm alerts %s within %.0f s; "
                             "acknowledging what is saved", keys, ALERT_SHOWN_TIMEOUT)
-        return {"have": keys} if saved else None
+        return (protocol.ALERTS_ACK, {"have": keys}) if saved else None
 
     def _on_screenshot(self, data: Any) -> None:
         if not (isinstance(data, dict) and isinstance(data.get("request"), str)
@@ -770,6 +824,19 @@ class PlayerClient:
         if not (isinstance(data, dict) and isinstance(data.get("token"), str)
                 and 8 <= len(data["token"]) <= 512):
             raise protocol.ProtocolError("paired: bad token")
+        keys = data.get("alert_keys")
+        if keys is not None:  # the county's alert keys, pinned with the token
+            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                raise protocol.ProtocolError("paired: bad alert_keys")
+            try:
+                pinned = AlertKeys(keys)
+            except signing.BadKey as exc:
+                raise protocol.ProtocolError(f"paired: {exc}") from None
+            self.store.set_alert_keys(keys)
+            if not self.config_alert_keys:
+                with self._alerts_lock:
+                    self.keys = pinned
+            log.info("alert keys pinned: %s", ", ".join(pinned.ids()) or "none")
         self.store.set_token(data["token"])
         self._pairing_expires = None
         log.info("paired; reconnecting with the new token")

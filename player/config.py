@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from player import signing
+
 DISPLAYS = ("pygame", "headless")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 HEADLESS_SIZE = (1920, 1080)
@@ -32,6 +34,7 @@ ENV = {
     "font": "CUNPING_PLAYER_FONT",
     "log_level": "CUNPING_PLAYER_LOG_LEVEL",
     "mute": "CUNPING_PLAYER_MUTE",
+    "alert_keys": "CUNPING_PLAYER_ALERT_KEYS",
 }
 FILE_KEYS = set(ENV) - {"config"}
 
@@ -53,6 +56,9 @@ class Settings:
     log_level: str
     config_file: Path | None = None
     mute: bool = False  # no alert tone and no voice (the headless display never has them)
+    # The county's alert public keys (base64; two during a rotation): only alert sets signed
+    # by one of them are shown. Empty: the keys pinned at pairing, if any (player/signing.py).
+    alert_keys: tuple[str, ...] = ()
 
 
 def default_data_dir() -> Path:
@@ -93,6 +99,22 @@ def check_server(value: Any) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"server must be an http:// or https:// URL, not {value!r}")
     return url
+
+
+def parse_alert_keys(value: Any) -> tuple[str, ...]:
+    """A list (TOML) or a comma-separated string (environment) of base64 public keys."""
+    if value is None or value == "":
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(k, str) for k in items):
+        raise ConfigError("alert_keys must be a list of base64 public keys")
+    keys = tuple(k.strip() for k in items if k.strip())
+    for key in keys:
+        try:
+            signing.parse_key(key)
+        except signing.BadKey as exc:
+            raise ConfigError(str(exc)) from None
+    return keys
 
 
 def read_file(path: Path) -> dict[str, Any]:
@@ -151,6 +173,7 @@ def load(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Se
     token = str(token).strip() if token else None
     mute_value = pick("mute")
     mute = False if mute_value is None else parse_bool(mute_value, "mute")
+    alert_keys = parse_alert_keys(pick("alert_keys"))
     font = pick("font")
     if font and not Path(str(font)).expanduser().is_file():
         raise ConfigError(f"font file {font} does not exist")
@@ -166,4 +189,5 @@ def load(cli: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Se
         log_level=log_level,
         config_file=Path(config_path) if config_path else None,
         mute=mute,
+        alert_keys=alert_keys,
     )

@@ -45,7 +45,15 @@ AlertPayload = {                   # an emergency alert; it takes over the whole
 }
 
 Alerts are sent as a whole set, never as deltas: ALERTS carries every alert in force (or due to
-start) for this screen, and an empty list means "no alert". The player acknowledges it with an
+start) for this screen, and an empty list means "no alert". A server with a county alert key
+signs each set: ALERTS {"alerts": [...], "server_time": iso, "keys": [base64 public key, ...],
+"signature": Signature}, where Signature = {"alg": "ed25519", "key": key_id(public key),
+"value": base64 of the Ed25519 signature of signed_part(message)}; "keys" are the county's
+keys a player pinned at pairing is to hold from then on (a rotation announces the next key).
+A player holding the county's public keys shows only sets whose signature verifies and whose
+server_time is not older than the last set it took (less SIGNED_TIME_SLACK); it answers any
+other with ALERTS_REFUSED {"reason", "key"} and keeps what it shows (docs/alerts.md, "Signed
+alerts"). The player acknowledges it with an
 ALERTS_ACK event {"have": ["Qx7Lm2:2", ...]} — code:version of every alert it now holds, saved
 to disk; the server sends the set again until that acknowledgement arrives (ALERT_ACK_SECONDS,
 then backing off). ALERTS carries no Socket.IO ack id: one encoded message serves every screen
@@ -103,6 +111,7 @@ HEARTBEAT = "heartbeat"  # {"showing": code|None, "revision", "digest", "version
 #                          "clock_offset_s": int (the server's clock minus the box's)}
 PLAYS = "plays"  # {"batch": str (≤ 40 chars, unique per batch), "plays": [Play, ...]};
 #                  ack {"status": "ok", "accepted": n} (a batch counted before: "ok" too)
+ALERTS_REFUSED = "alerts_refused"  # {"reason": str, "key": str|None}: a set not shown
 ALERTS_ACK = "alerts_ack"  # {"have": ["code:version", ...]}: the alerts held now (saved);
 #                           ack {"status": "ok"|"ignored", "reason"?}
 FRAME = "frame"  # {"request": str, "image": base64 JPEG, "width", "height", "showing"};
@@ -263,6 +272,25 @@ def check_alerts(payload: Any) -> dict[str, Any]:
     for alert in alerts:
         check_alert(alert)
     return payload
+
+
+SIGNATURE_ALG = "ed25519"
+SIGNED_TIME_SLACK = 30  # seconds a signed set's server_time may be older than the last taken
+# (server processes' clocks; an older one is a replay: an old empty set would clear an alert)
+
+
+def signed_part(message: dict[str, Any]) -> bytes:
+    """What an ALERTS signature covers, as canonical JSON: the set, its server_time and the
+    county's keys announced with it."""
+    part = {"alerts": message.get("alerts"), "server_time": message.get("server_time")}
+    if "keys" in message:
+        part["keys"] = message["keys"]
+    return json.dumps(part, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def key_id(public_key: bytes) -> str:
+    """A public key's short name (its raw 32 bytes hashed): which key signed a set."""
+    return hashlib.sha256(public_key).hexdigest()[:16]
 
 
 def alert_key(alert: dict[str, Any]) -> str:

@@ -38,7 +38,9 @@ PAIRING_FILE = "pairing-secret"
 # {"revision", "screen", "county_name", "clock_offset": server clock - ours, seconds}
 STATE_FILE = "state.json"
 NOTICES_FILE = "notices.json"  # [NoticePayload, ...] as last received from the server
-ALERTS_FILE = "alerts.json"  # {"alerts": [AlertPayload, ...], "offset": server clock - ours}
+ALERTS_FILE = "alerts.json"  # {"alerts": [AlertPayload, ...], "offset": server clock - ours,
+# "server_time": the set's (a signed set older than it is a replay)}
+ALERT_KEYS_FILE = "alert-keys.json"  # [base64 public key, ...] pinned at pairing
 IMAGES_DIR = "images"
 MAX_IMAGE_PIXELS = 40_000_000  # a 5 MB file can still decode to gigabytes
 MAX_PROBLEM = protocol.MAX_STORE_ERROR  # characters of a write error kept for heartbeats
@@ -169,6 +171,16 @@ class Store:
             atomic_write(self.dir / PAIRING_FILE, secret.encode() + b"\n", mode=0o600)
         return secret
 
+    def alert_keys(self) -> list[str]:
+        """The county's alert public keys pinned at pairing ([] when none)."""
+        data = self._read_json(ALERT_KEYS_FILE)
+        if not isinstance(data, list) or not all(isinstance(k, str) for k in data):
+            return []
+        return data
+
+    def set_alert_keys(self, keys: list[str]) -> None:
+        self._write_json(ALERT_KEYS_FILE, keys)
+
     # -- screen, revision, notices -------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
@@ -254,9 +266,17 @@ class Store:
             offset = 0.0
         return list(data["alerts"]), float(offset)
 
-    def save_alerts(self, alerts: list[dict[str, Any]], offset: float = 0.0) -> None:
+    def alerts_server_time(self) -> str | None:
+        """The server_time of the alert set last saved, if it had one."""
+        data = self._read_json(ALERTS_FILE)
+        value = data.get("server_time") if isinstance(data, dict) else None
+        return value if isinstance(value, str) else None
+
+    def save_alerts(self, alerts: list[dict[str, Any]], offset: float = 0.0,
+                    server_time: str | None = None) -> None:
         """The whole alert set, atomically and durably (an acknowledgement promises it)."""
-        self._write_json(ALERTS_FILE, {"alerts": alerts, "offset": offset})
+        self._write_json(ALERTS_FILE, {"alerts": alerts, "offset": offset,
+                                       "server_time": server_time})
 
     # -- images -------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import sys
 from typing import Any
@@ -16,6 +17,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(demo)
     app.cli.add_command(create_admin)
     app.cli.add_command(screen)
+    app.cli.add_command(alert_key)
     from server.services import digest
 
     digest.init_app(app)  # `cunping digest`
@@ -251,6 +253,53 @@ def screen_revoke(code: str) -> None:
     except ServiceError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"Revoked screen {target.code} “{target.name}”.")
+
+
+@click.group("alert-key")
+def alert_key() -> None:
+    """The county alert key that signs every alert set (docs/alerts.md, "Signed alerts")."""
+
+
+def _print_public(key: Any) -> None:
+    from player import protocol
+    from server.services import alert_keys
+
+    public = alert_keys.public_text(key.public_key())
+    click.echo(f"key id {protocol.key_id(base64.b64decode(public))}")
+    click.echo("For each player (player.toml; players paired from now on get it by pairing):")
+    click.echo(f'alert_keys = ["{public}"]')
+
+
+@alert_key.command("create")
+@click.option("--replace", is_flag=True, help="Overwrite the key file (see \"Rotating the key\").")
+@with_appcontext
+def alert_key_create(replace: bool) -> None:
+    """Make the key file (readable by this user only) and print its public key."""
+    from server.services import alert_keys
+
+    path = alert_keys.key_path(current_app)
+    try:
+        key = alert_keys.create(path, replace=replace)
+    except alert_keys.AlertKeyError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Alert key written to {path} (mode 600). Restart the server to sign with it.")
+    _print_public(key)
+
+
+@alert_key.command("show")
+@with_appcontext
+def alert_key_show() -> None:
+    """Print the public key of the key file."""
+    from server.services import alert_keys
+
+    path = alert_keys.key_path(current_app)
+    try:
+        key = alert_keys.load(path)
+    except alert_keys.AlertKeyError as exc:
+        raise click.ClickException(str(exc)) from None
+    if key is None:
+        raise click.ClickException(f"no alert key at {path}: cunping alert-key create")
+    _print_public(key)
 
 
 def _make_app() -> Flask:

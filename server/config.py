@@ -58,6 +58,11 @@ class Config:
 
     # Emergency alerts (docs/alerts.md): one person issues, another confirms, when this is on.
     ALERT_TWO_PERSON = os.environ.get("CUNPING_ALERT_TWO_PERSON", "") == "1"
+    # The county alert key that signs every alert set (server/services/alert_keys.py), apart
+    # from SECRET_KEY; default <instance>/alert-key.pem. During a rotation, the next key's
+    # public part (base64), announced to the players in every signed set.
+    ALERT_KEY_FILE = os.environ.get("CUNPING_ALERT_KEY_FILE") or None
+    ALERT_NEXT_KEY = os.environ.get("CUNPING_ALERT_NEXT_KEY") or None
     # CAP <sender> of alerts issued here (an address that names this county's system).
     CAP_SENDER = os.environ.get("CUNPING_CAP_SENDER", "cunping@localhost")
     MAX_CAP_BYTES = 256 * 1024

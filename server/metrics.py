@@ -88,6 +88,12 @@ ALERT_ACKS = Counter(
     "cunping_alert_acks",
     "Acknowledgements of ALERTS received by this process.",
 )
+ALERT_REFUSALS = Counter(
+    "cunping_alert_refusals",
+    "Alert sets a player refused to show because their signature did not verify (ALERTS_REFUSED"
+    "), by the player's reason.",
+    ["reason"],
+)
 ALERT_ACK_SECONDS = Histogram(
     "cunping_alert_ack_seconds",
     "Seconds from this process sending a screen its alert set to the screen's acknowledgement.",
@@ -206,6 +212,10 @@ def alert_acked(peer: Any, fingerprint: str) -> None:
     ALERT_ACKS.inc()
     if peer is not None and peer.sent == fingerprint and peer.sent_at:
         ALERT_ACK_SECONDS.observe(max(0.0, time.monotonic() - peer.sent_at))
+
+
+def alert_refused(reason: str) -> None:
+    ALERT_REFUSALS.labels(reason).inc()
 
 
 def delivered(event: str, reached: int = 1) -> None:

@@ -37,8 +37,8 @@ from server import metrics
 from server.extensions import db, socketio
 from server.loops import LoopGuard
 from server.models.base import utcnow
+from server.services import alert_keys, revisions
 from server.services import alerts as alert_service
-from server.services import revisions
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,8 @@ class AlertDispatcher:
         self._everyone = True
         self._waiting: set[str] = set()  # sids sent a set they have not acknowledged
         self._emit: Callable[..., Any] = socketio.emit
+        # Every set signed with the county alert key, when there is one (player/signing.py).
+        self.signer = alert_keys.signer(app)
 
     # -- connections -----------------------------------------------------------------------
 
@@ -161,6 +163,12 @@ class AlertDispatcher:
         """The background loop of a serving process (a greenlet under gevent)."""
         self._running = True
         app = self.app
+        if self.signer is None:
+            log.warning("no alert key (%s): alert sets go unsigned, and players holding the "
+                        "county's public key refuse them (cunping alert-key create)",
+                        alert_keys.key_path(app))
+        else:
+            log.info("alert sets signed with key %s", self.signer.key_id)
 
         guard = LoopGuard("alert dispatcher", log)  # logs failures once, backs off
 
@@ -256,7 +264,9 @@ class AlertDispatcher:
             again = [peer.screen_id for _sid, peer in members if peer.attempts > 1]
             if again:
                 log.info("alerts to %d screens again (%s…)", len(again), again[:5])
-            message = {"alerts": payloads, "server_time": server_time}
+            message: dict[str, Any] = {"alerts": payloads, "server_time": server_time}
+            if self.signer is not None:
+                message = self.signer.sign(message)
             for first in range(0, len(members), YIELD_EVERY):
                 if first:
                     socketio.sleep(0)  # the writers send what is queued: the first see it

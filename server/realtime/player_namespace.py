@@ -21,7 +21,7 @@ from typing import Any
 import socketio
 from flask import Flask
 
-from player import protocol
+from player import protocol, signing
 from server import metrics
 from server.extensions import db
 from server.models import Screen
@@ -211,7 +211,7 @@ class PlayerNamespace(socketio.Namespace):
             raise socketio.exceptions.ConnectionRefusedError(exc.message) from None
         self.enter_room(sid, f"pair:{req.secret_hash}")
         if req.screen_id is not None and req.token:
-            self._reply(sid, protocol.PAIRED, {"token": req.token})
+            self._reply(sid, protocol.PAIRED, self.rt.paired(req.token))
         else:
             self._reply(sid, protocol.PAIRING,
                         {"code": req.code, "expires_at": _iso(req.expires_at)})
@@ -259,6 +259,22 @@ class PlayerNamespace(socketio.Namespace):
             if ignored.startswith("malformed"):
                 log.warning("connection %s sent a %s", sid, ignored)
             return {"status": "ignored", "reason": ignored}
+        return {"status": "ok"}
+
+    def on_alerts_refused(self, sid: str, data: Any = None) -> dict[str, Any]:
+        """protocol.ALERTS_REFUSED: {"reason", "key"} — the player would not show the set we
+        sent (its signature did not verify: a key the player does not hold, say). Logged and
+        counted; the screen stays unacknowledged and is sent the set again."""
+        reason = data.get("reason") if isinstance(data, dict) else None
+        key = data.get("key") if isinstance(data, dict) else None
+        if reason not in signing.REASONS or not (key is None or (
+                isinstance(key, str) and len(key) <= 40)):
+            return {"status": "ignored", "reason": "malformed refusal"}
+        conn = self.rt.get(sid)
+        metrics.alert_refused(reason)
+        log.warning("screen %s refused its alert set: %s (key %s; this server signs with %s)",
+                    conn.screen.code if conn else sid, reason, key,
+                    self.rt.dispatcher.signer.key_id if self.rt.dispatcher.signer else "none")
         return {"status": "ok"}
 
     # --- occasional: with the database ---

@@ -114,7 +114,7 @@ def on_screen_paired(sender: Flask, request_id: int, **kwargs: Any) -> None:
     req = db.session.get(PairingRequest, request_id)
     if req is None or not req.token:
         return
-    _emit(protocol.PAIRED, {"token": req.token}, [f"pair:{req.secret_hash}"])
+    _emit(protocol.PAIRED, state(sender).paired(req.token), [f"pair:{req.secret_hash}"])
 
 
 def _disconnect(screen_id: int, sid: str | None) -> None:

@@ -103,6 +103,13 @@ class Realtime:
                  (time.monotonic() - began) * 1000)
         return len(regions)
 
+    def paired(self, token: str) -> dict[str, Any]:
+        """PAIRED: the screen's token, and the county's alert keys for the player to pin."""
+        message: dict[str, Any] = {"token": token}
+        if self.dispatcher.signer is not None:
+            message["alert_keys"] = list(self.dispatcher.signer.announce)
+        return message
+
     def _keep_directory(self, sleep: Callable[[float], Any]) -> None:
         """Once a second: the regions changed since (one small query when the revision counter
         moved). Every RELOAD_SECONDS: everything again, and the connections it no longer
