@@ -15,6 +15,7 @@ from typing import Any
 from flask import current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import to_user_timezone, to_utc
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from admin import bp
@@ -195,6 +196,10 @@ def _issue_or_update(user: User, alert: Alert | None) -> Page:
     if alert.status == AlertStatus.PENDING:
         flash(_("The alert is waiting for a second person to confirm it: it is not on the "
                 "screens yet."), "warning")
+    elif alert.proposal:
+        flash(_("The change raises the level or reaches more regions: it waits for a second "
+                "person to confirm it. The screens show the alert as it was until then."),
+              "warning")
     elif alert.version > 1:
         flash(_("Alert updated: the screens show version %(n)s now.", n=alert.version),
               "success")
@@ -296,6 +301,19 @@ def _delivery(alert: Alert) -> dict[str, Any]:
             "hidden": report.targeted - len(rows)}
 
 
+def _change(alert: Alert) -> dict[str, Any] | None:
+    """The change waiting on an alert in force, for the page: what it would show."""
+    p = alert.proposal
+    if not p or alert.status != AlertStatus.ACTIVE:
+        return None
+    regions = db.session.scalars(select(Region).where(Region.id.in_(p["targets"])))
+    by = [db.session.get(User, uid) for uid in p.get("by", [])]
+    return {"version": p["version"], "level": p["level"], "event": p["event"],
+            "title": p["title"], "text": p["text"], "instruction": p["instruction"],
+            "regions": sorted(r.full_name for r in regions),
+            "by": "、".join(u.name for u in by if u is not None)}
+
+
 def _render_detail(alert: Alert, *, forms: dict[str, Any] | None = None,
                    status: int = 200) -> tuple[str, int]:
     user = me()
@@ -303,6 +321,9 @@ def _render_detail(alert: Alert, *, forms: dict[str, Any] | None = None,
     acts = _acts_on(user, alert)
     live = alert.status == AlertStatus.ACTIVE
     pending = alert.status == AlertStatus.PENDING
+    waiting = alerts.awaiting(alert)
+    confirm_form = forms.get("confirm") or ConfirmForm(formdata=None)
+    confirm_form.version.data = waiting
     page = render_template(
         "admin/alerts/detail.html",
         alert=alert,
@@ -310,11 +331,13 @@ def _render_detail(alert: Alert, *, forms: dict[str, Any] | None = None,
         can={
             "edit": acts and (live or pending),
             "cancel": acts and (live or pending),
-            "confirm": acts and pending and alert.issued_by_id != user.id,
-            "reject": acts and pending,
+            "confirm": acts and alerts.may_confirm(user, alert),
+            "reject": acts and waiting is not None,
         },
-        mine=alert.issued_by_id == user.id,
-        confirm_form=forms.get("confirm") or ConfirmForm(formdata=None),
+        mine=user.id in alerts.authors_of_waiting(alert),
+        waiting=waiting,
+        change=_change(alert),
+        confirm_form=confirm_form,
         reject_form=forms.get("reject") or ReasonForm(formdata=None, prefix="reject"),
         cancel_form=forms.get("cancel") or ReasonForm(formdata=None, prefix="cancel"),
         refresh=REFRESH_SECONDS if live else 0,
@@ -369,10 +392,10 @@ def alert_confirm(code: str) -> Page:
         form.checked.errors = [_("Tick the box to confirm.")]
         return _render_detail(alert, forms={"confirm": form}, status=422)
     try:
-        alerts.confirm(user, alert)
+        alerts.confirm(user, alert, form.version.data)
     except ServiceError as exc:
         return _failed(alert, "confirm", form, exc)
-    flash(_("Confirmed: the alert is on the screens now."), "success")
+    flash(_("Confirmed: the screens show version %(n)s now.", n=alert.version), "success")
     return redirect(url_for("admin.alert_detail", code=alert.code))
 
 
@@ -398,11 +421,13 @@ def alert_reject(code: str) -> Page:
     user, alert, form, page = _with_reason(code, "reject")
     if page is not None:
         return page
+    was_change = alert.status == AlertStatus.ACTIVE
     try:
         alerts.reject(user, alert, form.reason.data or "")
     except ServiceError as exc:
         return _failed(alert, "reject", form, exc)
-    flash(_("Rejected: the alert was not shown."), "success")
+    flash(_("Rejected: the change was not made.") if was_change
+          else _("Rejected: the alert was not shown."), "success")
     return redirect(url_for("admin.alert_detail", code=alert.code))
 
 

@@ -13,6 +13,7 @@ from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
     DateTimeLocalField,
+    IntegerField,
     RadioField,
     SelectChoice,
     SelectMultipleField,
@@ -20,6 +21,7 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.validators import Optional
+from wtforms.widgets import HiddenInput
 
 from admin.forms import LOCAL_FORMATS
 from server.services.alerts import EVENT_MAX, REASON_MAX, SENDER_NAME_MAX, TEXT_MAX, TITLE_MAX
@@ -57,6 +59,8 @@ class ConfirmForm(FlaskForm):
     """The second person's confirmation (two-person rule)."""
 
     checked = BooleanField(_l("I have read this alert: put it on the screens now"))
+    # The version read (the one waiting): a confirmation never applies to a later one.
+    version = IntegerField(widget=HiddenInput(), validators=[Optional()])
 
 
 class ReasonForm(FlaskForm):

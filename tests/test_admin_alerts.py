@@ -181,7 +181,7 @@ def test_two_person_rule(app: Flask, client: FlaskClient, auth: AuthActions,
     assert 'id="waiting"' in page and "NOT on the screens" in page
     assert 'id="confirm"' not in page  # never the issuer
     url = f"/admin/alerts/{alert.code}/confirm"
-    r = client.post(url, data={"checked": "y",
+    r = client.post(url, data={"checked": "y", "version": "1",
                                "csrf_token": csrf_token(client, f"/admin/alerts/{alert.code}")})
     assert r.status_code == 403 and alert.status == AlertStatus.PENDING
     auth.logout()
@@ -191,7 +191,9 @@ def test_two_person_rule(app: Flask, client: FlaskClient, auth: AuthActions,
     assert unticked.status_code == 422 and alert.status == AlertStatus.PENDING
     assert "Tick the box" in unticked.get_data(as_text=True)
     assert client.post(url, data={"csrf_token": token}, headers={}).status_code == 422
-    r = client.post(url, data={"csrf_token": token, "checked": "y"})
+    assert 'name="version" type="hidden" value="1"' in client.get(
+        f"/admin/alerts/{alert.code}").get_data(as_text=True)
+    r = client.post(url, data={"csrf_token": token, "checked": "y", "version": "1"})
     assert r.status_code == 302
     db.session.refresh(alert)
     assert alert.status == AlertStatus.ACTIVE and alert.confirmed_by_id == world.county_alert2.id
@@ -387,3 +389,29 @@ def test_the_alert_role_can_be_granted(client: FlaskClient, auth: AuthActions,
     auth.login("admin")
     page = client.get("/admin/users/new").get_data(as_text=True)
     assert re.search(r'<option value="alert">Alert issuer</option>', page)
+
+
+def test_a_change_waiting_on_an_alert_in_force_is_shown_and_confirmed_by_another(
+    app: Flask, client: FlaskClient, auth: AuthActions, world: World
+) -> None:
+    from server.services import alerts as alert_service
+    from tests.test_alerts import data
+
+    app.config["ALERT_TWO_PERSON"] = True
+    alert = alert_service.issue(world.county_alert, data(level=3))
+    alert_service.confirm(world.county_alert2, alert, 1)
+    alert_service.update(world.county_alert, alert, data(level=1, title="升级为红色预警"))
+    auth.login("calert")
+    page = client.get(f"/admin/alerts/{alert.code}").get_data(as_text=True)
+    assert 'id="waiting-change"' in page and "升级为红色预警" in page
+    assert 'id="confirm"' not in page  # the proposer's own change
+    auth.logout()
+    auth.login("calert2")
+    page = client.get(f"/admin/alerts/{alert.code}").get_data(as_text=True)
+    assert 'id="confirm"' in page and 'name="version" type="hidden" value="2"' in page
+    token = csrf_token(client, f"/admin/alerts/{alert.code}")
+    r = client.post(f"/admin/alerts/{alert.code}/confirm",
+                    data={"csrf_token": token, "checked": "y", "version": "2"})
+    assert r.status_code == 302
+    db.session.refresh(alert)
+    assert alert.level == 1 and alert.version == 2 and alert.proposal is None

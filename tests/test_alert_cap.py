@@ -153,8 +153,8 @@ def test_two_person_rule_applies_to_a_cap_upload(app: Flask, world: World) -> No
     alert = alert_cap.import_cap(world.county_alert, message())
     assert alert.status == AlertStatus.PENDING
     with pytest.raises(PermissionDenied):
-        alerts.confirm(world.county_alert, alert)
-    assert alerts.confirm(world.county_alert2, alert).status == AlertStatus.ACTIVE
+        alerts.confirm(world.county_alert, alert, alert.version)
+    assert alerts.confirm(world.county_alert2, alert, alert.version).status == AlertStatus.ACTIVE
 
 
 BILLION_LAUGHS = b"""<?xml version="1.0"?>

@@ -127,15 +127,15 @@ def test_two_person_rule(app: Flask, world: World, changes: list[dict[str, Any]]
     assert alert.status == AlertStatus.PENDING and alert.issued_at is None
     assert alerts.in_force() == [] and changes == []
     with pytest.raises(PermissionDenied):
-        alerts.confirm(world.county_alert, alert)  # not the issuer
+        alerts.confirm(world.county_alert, alert, 1)  # not the issuer
     with pytest.raises(PermissionDenied):
-        alerts.confirm(world.admin, alert)  # not without the alert role
-    alerts.confirm(world.county_alert2, alert)
+        alerts.confirm(world.admin, alert, 1)  # not without the alert role
+    alerts.confirm(world.county_alert2, alert, 1)
     assert alert.status == AlertStatus.ACTIVE and alert.confirmed_by == world.county_alert2
     assert alerts.in_force() == [alert]
     assert [c["reason"] for c in changes] == ["confirm"]
     with pytest.raises(Conflict):
-        alerts.confirm(world.county_alert2, alert)
+        alerts.confirm(world.county_alert2, alert, 1)
 
 
 def test_a_pending_alert_can_be_rejected(app: Flask, world: World) -> None:

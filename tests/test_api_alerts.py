@@ -126,20 +126,35 @@ def test_two_person_update_and_cancel(app: Flask, client: FlaskClient, world: Wo
     r = post(client, world.county_alert, "/alerts", BODY)
     code = r.get_json()["code"]
     assert r.get_json()["status"] == "pending" and r.get_json()["delivery"] is None
-    own = post(client, world.county_alert, f"/alerts/{code}/confirm")
-    assert own.status_code == 403 and "须由另一人确认" in own.get_json()["error"]["message"]
-    ok = post(client, world.county_alert2, f"/alerts/{code}/confirm")
+    waiting = r.get_json()["awaiting_confirmation"]
+    assert waiting["version"] == 1 and [u["username"] for u in waiting["by"]] == ["calert"]
+    own = post(client, world.county_alert, f"/alerts/{code}/confirm", {"version": 1})
+    assert own.status_code == 403, own.get_json()
+    unnamed = post(client, world.county_alert2, f"/alerts/{code}/confirm", {})
+    assert unnamed.status_code == 422 and "version" in unnamed.get_json()["error"]["fields"]
+    ok = post(client, world.county_alert2, f"/alerts/{code}/confirm", {"version": 1})
     assert ok.status_code == 200 and ok.get_json()["status"] == "active"
     assert ok.get_json()["confirmed_by"]["username"] == "calert2"
-    again = post(client, world.county_alert2, f"/alerts/{code}/confirm")
+    again = post(client, world.county_alert2, f"/alerts/{code}/confirm", {"version": 1})
     assert again.status_code == 409
 
     upd = post(client, world.county_alert, f"/alerts/{code}/update",
                {"level": "I", "title": "升级为红色预警"})
     assert upd.status_code == 200, upd.get_json()
     body = upd.get_json()
+    # Raising the level waits for a second person; the screens keep version 1 meanwhile.
+    assert body["version"] == 1 and body["level"] != 1
+    change = body["awaiting_confirmation"]
+    assert change["version"] == 2 and change["change"]["level"] == 1
+    assert change["change"]["title"] == "升级为红色预警"
+    assert change["change"]["text"] == BODY["text"]  # fields not sent keep their values
+    assert post(client, world.county_alert, f"/alerts/{code}/confirm",
+                {"version": 2}).status_code == 403
+    done = post(client, world.county_alert2, f"/alerts/{code}/confirm", {"version": 2})
+    assert done.status_code == 200, done.get_json()
+    body = done.get_json()
     assert body["version"] == 2 and body["level"] == 1 and body["title"] == "升级为红色预警"
-    assert body["text"] == BODY["text"]  # fields not sent keep their values
+    assert body["awaiting_confirmation"] is None
     wrong = post(client, world.county_alert, f"/alerts/{code}/update", {"colour": "red"})
     assert wrong.status_code == 400 and "colour" in wrong.get_json()["error"]["fields"]
 

@@ -119,6 +119,25 @@ def delivery(alert: Alert) -> dict[str, Any]:
     }
 
 
+def awaiting_confirmation(alert: Alert) -> dict[str, Any] | None:
+    """What waits for a second person (two-person rule): the version to name when confirming,
+    who wrote it (they may not confirm it), and for an alert in force the proposed change."""
+    version = alerts.awaiting(alert)
+    if version is None:
+        return None
+    by = [db.session.get(User, uid) for uid in alerts.authors_of_waiting(alert)]
+    change = None
+    if alert.proposal:
+        p = alert.proposal
+        codes = db.session.scalars(select(Region.code).where(Region.id.in_(p["targets"])))
+        change = {"level": p["level"], "event": p["event"], "title": p["title"],
+                  "text": p["text"], "instruction": p["instruction"],
+                  "sender_name": p["sender_name"], "starts_at": p["starts_at"],
+                  "expires_at": p["expires_at"], "targets": sorted(codes)}
+    return {"version": version, "by": [serializers.user_ref(u) for u in by if u is not None],
+            "change": change}
+
+
 def full(alert: Alert) -> dict[str, Any]:
     out = summary(alert)
     out.update({
@@ -137,6 +156,7 @@ def full(alert: Alert) -> dict[str, Any]:
         "issued_by": serializers.user_ref(alert.issued_by),
         "confirmed_by": serializers.user_ref(alert.confirmed_by),
         "ended_by": serializers.user_ref(alert.ended_by),
+        "awaiting_confirmation": awaiting_confirmation(alert),
         "cap_url": url_for("api.get_alert_cap", code=alert.code),
         "delivery": None if alert.status == AlertStatus.PENDING else delivery(alert),
     })
@@ -275,11 +295,12 @@ def update_alert(code: str) -> Response:
 
 @bp.post("/alerts/<code>/confirm")
 def confirm_alert(code: str) -> Response:
-    """The second person puts a pending alert in force (two-person rule)."""
+    """The second person confirms the version they read (two-person rule): a pending alert
+    goes into force, or the change waiting on an alert in force is made."""
     user = api_user()
     alert = find(code, user)
-    json_body((), required=False)
-    return _answer(alerts.confirm(user, alert))
+    data = json_body(("version",))
+    return _answer(alerts.confirm(user, alert, data.get("version")))
 
 
 def _reason() -> str:

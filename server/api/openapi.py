@@ -279,6 +279,39 @@ SCHEMAS: dict[str, Any] = {
             {"type": "object", "required": ["title", "body", "category", "targets"]},
         ]
     },
+    "Confirmation": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["version"],
+        "properties": {"version": {
+            "type": "integer", "minimum": 1,
+            "description": "The version you read (awaiting_confirmation.version): refused with "
+                           "409 when the alert changed since."}},
+    },
+    "AwaitingConfirmation": {
+        "type": "object",
+        "required": ["version", "by", "change"],
+        "properties": {
+            "version": {"type": "integer", "description": "Name it to confirm."},
+            "by": {"type": "array", "items": _ref("UserRef"),
+                   "description": "Who wrote it: none of them may confirm it."},
+            "change": {
+                "oneOf": [{"type": "null"}, {
+                    "type": "object",
+                    "description": "A change to an alert in force (raises the level or widens "
+                                   "the targets), not on the screens until confirmed.",
+                    "properties": {
+                        "level": {"type": "integer"}, "event": {"type": "string"},
+                        "title": {"type": "string"}, "text": {"type": "string"},
+                        "instruction": {"type": "string"},
+                        "sender_name": {"type": "string"},
+                        "starts_at": {"type": "string"}, "expires_at": {"type": "string"},
+                        "targets": {"type": "array", "items": {"type": "string"}},
+                    },
+                }],
+            },
+        },
+    },
     "Reason": {
         "type": "object",
         "additionalProperties": False,
@@ -373,6 +406,10 @@ SCHEMAS.update({
                     "issued_by": _nullable(_ref("UserRef")),
                     "confirmed_by": _nullable(_ref("UserRef")),
                     "ended_by": _nullable(_ref("UserRef")),
+                    "awaiting_confirmation": {
+                        **_nullable(_ref("AwaitingConfirmation")),
+                        "description": "What waits for a second person (two-person rule).",
+                    },
                     "cap_url": STRING,
                     "delivery": {
                         **_nullable(_ref("AlertDelivery")),
@@ -670,7 +707,8 @@ ALERT_CODE = {"name": "code", "in": "path", "required": True, "schema": STRING,
               "description": "The alert's public code."}
 
 
-def _alert_action(summary: str, body: dict[str, Any] | None, *codes: str) -> dict[str, Any]:
+def _alert_action(summary: str, body: dict[str, Any] | None, *codes: str,
+                  body_required: bool = False) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
         "tags": ["alerts"],
@@ -686,7 +724,8 @@ def _alert_action(summary: str, body: dict[str, Any] | None, *codes: str) -> dic
         },
     }
     if body is not None:
-        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}}}
+        op["requestBody"] = {"required": body_required,
+                             "content": {"application/json": {"schema": body}}}
     return op
 
 
@@ -771,7 +810,9 @@ PATHS.update({
                               _ref("AlertFields"), "409", "415", "422")
     },
     "/alerts/{code}/confirm": {
-        "post": _alert_action("Confirm a pending alert (the second person)", None, "409")
+        "post": _alert_action("Confirm the version awaiting a second person: a pending alert, "
+                              "or a change to an alert in force", _ref("Confirmation"), "409",
+                              "415", "422", body_required=True)
     },
     "/alerts/{code}/reject": {
         "post": _alert_action("Refuse a pending alert", _ref("Reason"), "409", "422")

@@ -73,6 +73,14 @@ class Alert(db.Model):  # type: ignore[name-defined,misc]
     confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     ended_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     end_reason: Mapped[str] = mapped_column(String(500), default="")
+    # Two-person rule (docs/alerts.md): the users who wrote the version awaiting confirmation
+    # (the issuer and every editor of a pending alert) — none of them may confirm it …
+    authors: Mapped[list[int]] = mapped_column(JSON, default=list, server_default="[]")
+    # … and a change to an alert in force that raises its level or widens its targets, kept
+    # here until another person confirms it: {"version", "by": [user ids], "at", "level",
+    # "event", "title", "text", "instruction", "sender_name", "starts_at", "expires_at",
+    # "targets": [region ids]}; None when there is none.
+    proposal: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     targets: Mapped[list[Region]] = relationship(secondary=alert_targets, lazy="selectin")
     issued_by: Mapped[User | None] = relationship(foreign_keys=[issued_by_id])

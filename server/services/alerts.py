@@ -386,6 +386,7 @@ def issue(actor: User, data: AlertInput, *, source: str = "admin",
         updated_at=now,
         issued_by=actor,
         targets=regions,
+        authors=[actor.id],
     )
     if by_identifier(alert.identifier) is not None:
         raise Conflict(_("An alert with identifier %(id)s exists already.", id=alert.identifier))
@@ -407,58 +408,131 @@ def _require_alert_role(actor: User, alert: Alert, what: str) -> None:
     permissions.require(actor, Role.ALERT, alert.targets, what)
 
 
-def confirm(actor: User, alert: Alert) -> Alert:
-    """The second person puts a PENDING alert in force."""
+def awaiting(alert: Alert) -> int | None:
+    """The version waiting for a second person: a pending alert's own, or the proposed change
+    of an alert in force; None when nothing waits."""
+    if alert.status == AlertStatus.PENDING:
+        return alert.version
+    if alert.status == AlertStatus.ACTIVE and alert.proposal:
+        return int(alert.proposal["version"])
+    return None
+
+
+def authors_of_waiting(alert: Alert) -> list[int]:
+    """Who wrote the version waiting for confirmation: none of them may confirm it."""
+    if alert.status == AlertStatus.ACTIVE and alert.proposal:
+        return [int(u) for u in alert.proposal.get("by", [])]
+    ids = [int(u) for u in alert.authors or []]
+    return ids if ids or alert.issued_by_id is None else [alert.issued_by_id]
+
+
+def may_confirm(actor: User, alert: Alert) -> bool:
+    """The button's question: something waits and `actor` did not write it."""
+    return awaiting(alert) is not None and actor.id not in authors_of_waiting(alert)
+
+
+def confirm(actor: User, alert: Alert, version: Any) -> Alert:
+    """The second person confirms the exact version they read (`version`, as shown to them):
+    a pending alert goes into force, or the waiting change of an alert in force is made. Its
+    issuer and everyone who edited that version may not; a version changed since is refused."""
     _require_alert_role(actor, alert, _("confirm this alert"))
-    if alert.status != AlertStatus.PENDING:
-        raise Conflict(_("Only an alert waiting for confirmation can be confirmed."))
-    if alert.issued_by_id == actor.id:
-        raise PermissionDenied(_("Another person must confirm the alert you issued."))
+    waiting = awaiting(alert)
+    if waiting is None:
+        raise Conflict(_("Nothing about this alert is waiting for confirmation."))
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValidationError({"version": _("Name the version you confirm.")})
+    if version != waiting:
+        raise Conflict(_("The alert changed after you read it (version %(old)s, now %(new)s): "
+                         "read it again before you confirm.", old=version, new=waiting))
+    if actor.id in authors_of_waiting(alert):
+        raise PermissionDenied(_("Another person must confirm what you issued or changed."))
     now = utcnow()
-    if alert.expires_at <= now:
-        raise Conflict(_("This alert expired before it was confirmed; issue it again."))
-    _go_live(alert, now)
+    if alert.status == AlertStatus.PENDING:
+        if alert.expires_at <= now:
+            raise Conflict(_("This alert expired before it was confirmed; issue it again."))
+        _go_live(alert, now)
+        alert.confirmed_by = actor
+        audit.record(actor, "alert", alert.id, "confirm", from_state="pending",
+                     to_state="active", detail={"version": version})
+        revisions.next_value(COUNTER)
+        db.session.commit()
+        _changed(alert, [r.id for r in alert.targets], "confirm")
+        return alert
+    proposal = dict(alert.proposal or {})
+    if _parse_time(proposal["expires_at"]) <= now:
+        alert.proposal = None
+        db.session.commit()
+        raise Conflict(_("The change would have ended already; it was dropped."))
+    regions = list(db.session.scalars(select(Region).where(Region.id.in_(proposal["targets"]))))
+    old_ids = [r.id for r in alert.targets]
+    _apply(alert, _proposed_input(proposal), regions, version=version, now=now)
     alert.confirmed_by = actor
-    audit.record(actor, "alert", alert.id, "confirm", from_state="pending", to_state="active")
+    alert.proposal = None
+    audit.record(actor, "alert", alert.id, "confirm", from_state="active", to_state="active",
+                 detail={"version": version, "level": alert.level,
+                         "targets": [r.code for r in regions], "change_by": proposal["by"]})
     revisions.next_value(COUNTER)
     db.session.commit()
-    _changed(alert, [r.id for r in alert.targets], "confirm")
+    _changed(alert, [*old_ids, *(r.id for r in regions)], "update")
     return alert
 
 
 def reject(actor: User, alert: Alert, reason: str = "") -> Alert:
-    """The second person refuses a PENDING alert."""
+    """The second person refuses what waits: a pending alert ends as rejected; a change
+    proposed to an alert in force is dropped (the alert stays as it is)."""
     _require_alert_role(actor, alert, _("reject this alert"))
-    if alert.status != AlertStatus.PENDING:
-        raise Conflict(_("Only an alert waiting for confirmation can be rejected."))
+    waiting = awaiting(alert)
+    if waiting is None:
+        raise Conflict(_("Nothing about this alert is waiting for confirmation."))
     reason = clean_text(reason or "").strip()[:REASON_MAX]
+    if alert.status == AlertStatus.ACTIVE:
+        audit.record(actor, "alert", alert.id, "reject", from_state="active", to_state="active",
+                     reason=reason, detail={"version": waiting,
+                                            "change_by": (alert.proposal or {}).get("by")})
+        alert.proposal = None
+        alert.updated_at = utcnow()
+        db.session.commit()
+        return alert
     alert.status = AlertStatus.REJECTED
     alert.ended_at = alert.updated_at = utcnow()
     alert.ended_by = actor
     alert.end_reason = reason
     audit.record(actor, "alert", alert.id, "reject", from_state="pending", to_state="rejected",
-                 reason=reason)
+                 reason=reason, detail={"version": waiting})
     revisions.next_value(COUNTER)
     db.session.commit()
     return alert
 
 
-def update(actor: User, alert: Alert, data: AlertInput) -> Alert:
-    """CAP Update: the alert changes in place (level, text, targets, times); screens get the
-    new version and acknowledge it again. The earlier identifier goes into `references`."""
-    if alert.status not in (AlertStatus.ACTIVE, AlertStatus.PENDING):
-        raise Conflict(_("Only an alert in force or waiting for confirmation can be updated."))
-    _require_alert_role(actor, alert, _("update this alert"))
-    now = utcnow()
-    if data.starts_at is None:
-        data.starts_at = alert.starts_at if alert.starts_at > now else now
-    if data.expires_at is None:
-        data.expires_at = alert.expires_at
-    regions = validate(actor, data, now=now)
-    old_ids = [r.id for r in alert.targets]
+def escalates(alert: Alert, level: int, regions: Sequence[Region]) -> bool:
+    """A change that raises the level (I is highest) or reaches a region outside the current
+    targets' subtrees: under the two-person rule, it waits for a second person."""
+    if level < alert.level:
+        return True
+    return any(not any(t.contains(r) for t in alert.targets) for r in regions)
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.removesuffix("Z")).replace(tzinfo=None)
+
+
+def _proposed_input(proposal: dict[str, Any]) -> AlertInput:
+    return AlertInput(
+        level=proposal["level"], event=proposal["event"], title=proposal["title"],
+        text=proposal["text"], instruction=proposal["instruction"],
+        sender_name=proposal["sender_name"], severity=proposal.get("severity", ""),
+        urgency=proposal.get("urgency", ""), certainty=proposal.get("certainty", ""),
+        starts_at=_parse_time(proposal["starts_at"]),
+        expires_at=_parse_time(proposal["expires_at"]),
+    )
+
+
+def _apply(alert: Alert, data: AlertInput, regions: list[Region], *, version: int,
+           now: datetime) -> None:
+    """Make `data` the alert's current version (`version`)."""
     previous = [alert.sender, alert.identifier, iso(alert.issued_at or alert.created_at)]
     alert.references = [*(alert.references or []), previous]
-    alert.version += 1
+    alert.version = version
     alert.identifier = data.identifier or _identifier(alert.code, alert.version)
     if data.sender:
         alert.sender = data.sender
@@ -473,10 +547,57 @@ def update(actor: User, alert: Alert, data: AlertInput) -> Alert:
     alert.updated_at = now
     if alert.status == AlertStatus.ACTIVE:
         alert.issued_at = now
+
+
+def update(actor: User, alert: Alert, data: AlertInput) -> Alert:
+    """CAP Update: the alert changes in place (level, text, targets, times); screens get the
+    new version and acknowledge it again. The earlier identifier goes into `references`.
+
+    Two-person rule: a pending alert's new version needs a confirmation of its own (and its
+    editor joins those who may not give it); a change to an alert in force that raises the
+    level or widens the targets waits, as the alert's proposal, for a second person
+    (`confirm`), while the alert stays on the screens as it was. Any other change to an alert
+    in force acts at once, and drops a proposal made before it."""
+    if alert.status not in (AlertStatus.ACTIVE, AlertStatus.PENDING):
+        raise Conflict(_("Only an alert in force or waiting for confirmation can be updated."))
+    _require_alert_role(actor, alert, _("update this alert"))
+    now = utcnow()
+    if data.starts_at is None:
+        data.starts_at = alert.starts_at if alert.starts_at > now else now
+    if data.expires_at is None:
+        data.expires_at = alert.expires_at
+    regions = validate(actor, data, now=now)
+    old_ids = [r.id for r in alert.targets]
+    if alert.status == AlertStatus.ACTIVE and two_person_rule() \
+            and escalates(alert, int(data.level), regions):
+        earlier = alert.proposal or {}
+        version = max(alert.version, int(earlier.get("version", 0))) + 1
+        by = [*(int(u) for u in earlier.get("by", []) if int(u) != actor.id), actor.id]
+        alert.proposal = {
+            "version": version, "by": by, "at": iso(now), "level": int(data.level),
+            "event": data.event, "title": data.title, "text": data.text,
+            "instruction": data.instruction, "sender_name": data.sender_name,
+            "severity": data.severity, "urgency": data.urgency, "certainty": data.certainty,
+            "starts_at": iso(data.starts_at), "expires_at": iso(data.expires_at),
+            "targets": [r.id for r in regions],
+        }
+        audit.record(actor, "alert", alert.id, "propose", from_state="active",
+                     to_state="active",
+                     detail={"version": version, "level": int(data.level),
+                             "targets": [r.code for r in regions]})
+        db.session.commit()
+        return alert
+    dropped = alert.proposal
+    alert.proposal = None
+    version = max(alert.version, int(dropped["version"]) if dropped else 0) + 1
+    _apply(alert, data, regions, version=version, now=now)
+    if alert.status == AlertStatus.PENDING:
+        alert.authors = [*(u for u in alert.authors or [] if u != actor.id), actor.id]
     audit.record(actor, "alert", alert.id, "update", from_state=alert.status.value,
                  to_state=alert.status.value,
                  detail={"version": alert.version, "level": alert.level,
-                         "targets": [r.code for r in regions]})
+                         "targets": [r.code for r in regions],
+                         **({"dropped_change": dropped["version"]} if dropped else {})})
     revisions.next_value(COUNTER)
     db.session.commit()
     if alert.status == AlertStatus.ACTIVE:
@@ -485,13 +606,14 @@ def update(actor: User, alert: Alert, data: AlertInput) -> Alert:
 
 
 def cancel(actor: User, alert: Alert, reason: str = "") -> Alert:
-    """CAP Cancel: the alert leaves every screen at once."""
+    """CAP Cancel: the alert leaves every screen at once (one person, audited)."""
     if alert.status not in (AlertStatus.ACTIVE, AlertStatus.PENDING):
         raise Conflict(_("This alert is not in force."))
     _require_alert_role(actor, alert, _("cancel this alert"))
     reason = clean_text(reason or "").strip()[:REASON_MAX]
     was = alert.status
     alert.status = AlertStatus.CANCELLED
+    alert.proposal = None
     alert.ended_at = alert.updated_at = utcnow()
     alert.ended_by = actor
     alert.end_reason = reason
