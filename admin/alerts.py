@@ -27,7 +27,7 @@ from server.extensions import db
 from server.labels import ALERT_STATUS_LABELS, LEVEL_LABELS
 from server.models import Alert, AlertStatus, Region, Role, User
 from server.models.base import utcnow
-from server.services import alert_cap, alerts, permissions, regions
+from server.services import alert_cap, alerts, permissions, regions, users
 from server.services import screens as screen_service
 from server.services.alerts import AlertInput
 from server.services.errors import PermissionDenied, ServiceError, ValidationError
@@ -233,7 +233,8 @@ def alert_list() -> Page:
         rows=rows,
         can_issue=bool(alertable(user)),
         in_force=sum(1 for r in rows if r["in_force"]),
-        waiting=sum(1 for r in rows if r["alert"].status == AlertStatus.PENDING),
+        waiting=sum(1 for r in rows if alerts.awaiting(r["alert"]) is not None),
+        role_changes=users.alert_role_changes(),
     )
 
 

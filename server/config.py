@@ -58,6 +58,10 @@ class Config:
 
     # Emergency alerts (docs/alerts.md): one person issues, another confirms, when this is on.
     ALERT_TWO_PERSON = os.environ.get("CUNPING_ALERT_TWO_PERSON", "") == "1"
+    # Who besides the county's own administrators may give or take the alert role (usernames
+    # of administrators, comma-separated; server/services/users.py, may_grant_alert).
+    ALERT_GRANTORS = tuple(
+        n.strip() for n in os.environ.get("CUNPING_ALERT_GRANTORS", "").split(",") if n.strip())
     # The county alert key that signs every alert set (server/services/alert_keys.py), apart
     # from SECRET_KEY; default <instance>/alert-key.pem. During a rotation, the next key's
     # public part (base64), announced to the players in every signed set.

@@ -7,14 +7,16 @@ import hmac
 import re
 import secrets
 from collections.abc import Sequence
+from typing import Any
 
+from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import not_, or_, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from server.extensions import db
 from server.labels import ROLE_LABELS, label
-from server.models import ApiToken, Region, Role, RoleGrant, User
+from server.models import ApiToken, AuditEvent, Region, Role, RoleGrant, User
 from server.models.base import utcnow
 from server.services import audit, permissions
 from server.services.errors import NotFound, PermissionDenied, ValidationError
@@ -69,6 +71,54 @@ def _check_grants(actor: User | None, grants: Sequence[tuple[Role, Region]]) -> 
             )
 
 
+def may_grant_alert(actor: User | None) -> bool:
+    """Who may give or take the alert role (docs/alerts.md, "Who"): an administrator of the
+    county itself (the root region), a username in CUNPING_ALERT_GRANTORS, or the command
+    line (`actor` None). A town administrator may not: it and a user it creates would be
+    the "two persons" of the two-person rule."""
+    if actor is None:
+        return True
+    listed = current_app.config.get("ALERT_GRANTORS") or ()
+    return permissions.is_system_admin(actor) or (
+        actor.is_active and actor.has_role(Role.ADMIN) and actor.username in listed)
+
+
+def _check_alert_grants(actor: User | None, user: User | None,
+                        before: set[tuple[Role, int]], after: set[tuple[Role, int]]) -> None:
+    changed = {g for g in before ^ after if g[0] == Role.ALERT}
+    if not changed:
+        return
+    if not may_grant_alert(actor):
+        raise PermissionDenied(_("Only an administrator of the county may give or take the "
+                                 "alert role."))
+    if actor is not None and user is not None and actor.id == user.id \
+            and any(g in after for g in changed):
+        raise PermissionDenied(_("Nobody may give themselves the alert role: ask another "
+                                 "administrator of the county."))
+
+
+def _audit_grants(actor: User | None, user: User, before: set[tuple[Role, int]],
+                  after: set[tuple[Role, int]]) -> None:
+    """One audit event per role given or taken (the alert role's are shown to alert users)."""
+    codes = {r.id: r.code for r in db.session.scalars(
+        select(Region).where(Region.id.in_({rid for _r, rid in before | after})))}
+    for action, grants in (("grant", after - before), ("remove_grant", before - after)):
+        for role, region_id in sorted(grants, key=lambda g: (g[0].value, g[1])):
+            audit.record(actor, "user", user.id, action,
+                         detail={"username": user.username, "role": role.value,
+                                 "region": codes.get(region_id)})
+
+
+def alert_role_changes(limit: int = 20) -> list[Any]:
+    """The latest grants and removals of the alert role (audit events), newest first: every
+    alert user sees who may now issue or confirm alerts."""
+    events = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.entity == "user",
+                                 AuditEvent.action.in_(("grant", "remove_grant")))
+        .order_by(AuditEvent.id.desc()).limit(limit * 10))
+    return [e for e in events if (e.detail or {}).get("role") == Role.ALERT.value][:limit]
+
+
 def new_user_errors(username: str, password: str, display_name: str = "") -> dict[str, str]:
     """What is wrong with these fields for a new user (empty when nothing): `create` checks
     the same, and a form can ask first to name every problem at once."""
@@ -101,6 +151,8 @@ def create(
     if errors:
         raise ValidationError(errors)
     _check_grants(actor, grants)
+    wanted = {(role, region.id) for role, region in grants}
+    _check_alert_grants(actor, None, set(), wanted)
     user = User(
         username=username,
         display_name=display_name.strip(),
@@ -116,6 +168,7 @@ def create(
         "create",
         detail={"username": username, "grants": [f"{r.value}@{g.code}" for r, g in grants]},
     )
+    _audit_grants(actor, user, set(), wanted)
     db.session.commit()
     return user
 
@@ -146,9 +199,11 @@ def update(
     if password and (msg := _check_password(password)) is not None:
         raise ValidationError({"password": msg})
     _check_grants(actor, grants)
+    wanted = {(role, region.id) for role, region in grants}
+    before = {(g.role, g.region_id) for g in user.grants}
+    _check_alert_grants(actor, user, before, wanted)
     user.display_name = display_name.strip()[:80]
     user.active = active
-    wanted = {(role, region.id) for role, region in grants}
     user.grants = [g for g in user.grants if (g.role, g.region_id) in wanted] + [
         RoleGrant(role=role, region=region)
         for role, region in grants
@@ -167,6 +222,7 @@ def update(
             "password_changed": bool(password),
         },
     )
+    _audit_grants(actor, user, before, wanted)
     db.session.commit()
     return user
 
