@@ -129,3 +129,13 @@ def test_a_refusal_is_counted_and_a_malformed_one_ignored(app: Flask, world: Wor
         ack = screen.client.emit(protocol.ALERTS_REFUSED, bad, namespace=NS, callback=True)
         assert ack == {"status": "ignored", "reason": "malformed refusal"}
     assert counted() == before + 1
+
+
+def test_screen_add_prints_the_countys_alert_key_for_the_player(
+    app: Flask, world: World, signer: alert_keys.Signer
+) -> None:
+    from tests.test_cli import run
+
+    code, out = run(app, "screen", "add", "--region", "V11", "--name", "村委会门口")
+    assert code == 0, out
+    assert f'alert_keys = ["{signer.public}"]' in out
