@@ -216,9 +216,9 @@ def screen_add(region_code: str, name: str, size: str) -> None:
     click.echo("Its token is shown only now. Player config (player.toml):\n")
     click.echo(f'server = "{current_app.config["PUBLIC_BASE_URL"]}"')
     click.echo(f'token = "{token}"')
-    from server.realtime.state import state
+    from server.services import alert_keys
 
-    signer = state(current_app).dispatcher.signer
+    signer = alert_keys.signer_for(current_app)
     if signer is not None:  # the county's alert keys: the player shows only what they signed
         keys = ", ".join(f'"{k}"' for k in signer.announce)
         click.echo(f"alert_keys = [{keys}]")

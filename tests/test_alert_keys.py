@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
+from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
 from player import protocol, signing
 from server.realtime.state import state
 from server.services import alert_keys, alerts
 from server.services import screens as screen_service
-from tests.conftest import World
+from tests.conftest import AuthActions, World
 from tests.test_alerts import NS, Screen, data
 from tests.test_realtime import SECRET, connect, events
 
@@ -84,6 +85,7 @@ def test_the_next_key_of_a_rotation_is_announced(app: Flask, tmp_path: Path) -> 
 def signer(app: Flask, monkeypatch: pytest.MonkeyPatch) -> alert_keys.Signer:
     made = alert_keys.Signer(Ed25519PrivateKey.generate())
     monkeypatch.setattr(state(app).dispatcher, "signer", made)
+    monkeypatch.setitem(app.extensions, alert_keys.EXTENSION, made)
     return made
 
 
@@ -139,3 +141,37 @@ def test_screen_add_prints_the_countys_alert_key_for_the_player(
     code, out = run(app, "screen", "add", "--region", "V11", "--name", "村委会门口")
     assert code == 0, out
     assert f'alert_keys = ["{signer.public}"]' in out
+
+
+def test_the_cap_export_is_signed_and_any_change_breaks_the_signature(
+    app: Flask, world: World, signer: alert_keys.Signer
+) -> None:
+    from server.services import alert_cap
+
+    alert = alerts.issue(world.county_alert, data())
+    xml = alert_cap.export_cap(alert)
+    assert xml.rstrip().endswith(b"</Signature></alert>") and signer.key_id.encode() in xml
+    assert alert_keys.verify_xml(xml, [signer.public]) is None
+    other = alert_keys.public_text(Ed25519PrivateKey.generate().public_key())
+    assert alert_keys.verify_xml(xml, [other]) == "unknown key"
+    changed = xml.replace("柳河镇".encode(), "石桥镇".encode(), 1)
+    assert changed != xml and alert_keys.verify_xml(changed, [signer.public]) == \
+        "the message was changed"
+    assert alert_keys.verify_xml(alert_cap.cap.to_cap(alert_cap.message_for(alert)),
+                                 [signer.public]) == "unsigned"
+    # The CAP reader takes a signed export back (the signature is one more element).
+    assert alert_cap.cap.parse_cap(xml).identifier == alert.identifier
+
+
+def test_the_api_and_the_admin_serve_the_signed_cap(
+    app: Flask, world: World, signer: alert_keys.Signer, client: FlaskClient,
+    auth: AuthActions
+) -> None:
+    from tests.test_api_alerts import auth_for
+
+    alert = alerts.issue(world.county_alert, data())
+    api = client.get(f"/api/v1/alerts/{alert.code}.cap", headers=auth_for(world.county_alert))
+    assert api.status_code == 200 and alert_keys.verify_xml(api.data, [signer.public]) is None
+    auth.login("calert")
+    page = client.get(f"/admin/alerts/{alert.code}/cap.xml")
+    assert page.status_code == 200 and alert_keys.verify_xml(page.data, [signer.public]) is None

@@ -90,7 +90,7 @@ class AlertDispatcher:
         self._waiting: set[str] = set()  # sids sent a set they have not acknowledged
         self._emit: Callable[..., Any] = socketio.emit
         # Every set signed with the county alert key, when there is one (player/signing.py).
-        self.signer = alert_keys.signer(app)
+        self.signer = alert_keys.signer_for(app)
 
     # -- connections -----------------------------------------------------------------------
 

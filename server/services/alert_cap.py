@@ -36,7 +36,7 @@ from sqlalchemy import select
 from player import protocol
 from server.extensions import db
 from server.models import Alert, AlertStatus, Region, User
-from server.services import alerts, cap
+from server.services import alert_keys, alerts, cap
 from server.services.alerts import AlertInput
 from server.services.cap import AlertData, CapError, Reference
 from server.services.errors import ValidationError
@@ -302,5 +302,8 @@ def message_for(alert: Alert) -> AlertData:
 
 
 def export_cap(alert: Alert) -> bytes:
-    """The alert as CAP 1.2 XML (UTF-8)."""
-    return cap.to_cap(message_for(alert))
+    """The alert as CAP 1.2 XML (UTF-8), signed with the county alert key when there is one
+    (an enveloped XML signature, alert_keys.sign_xml)."""
+    xml = cap.to_cap(message_for(alert))
+    signer = alert_keys.signer_for(current_app._get_current_object())  # type: ignore[attr-defined]
+    return xml if signer is None else alert_keys.sign_xml(xml, signer)

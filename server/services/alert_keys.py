@@ -11,11 +11,13 @@ file readable by others is refused, like ssh refuses such a private key.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -107,9 +109,20 @@ class Signer:
         return message
 
 
+EXTENSION = "cunping.alert_signer"
+
+
+def signer_for(app: Flask) -> Signer | None:
+    """The app's signer, read once (None without a key file)."""
+    if EXTENSION not in app.extensions:
+        app.extensions[EXTENSION] = signer(app)
+    found: Signer | None = app.extensions[EXTENSION]
+    return found
+
+
 def signer(app: Flask) -> Signer | None:
-    """The app's signer (None without a key file); CUNPING_ALERT_NEXT_KEY names the next public
-    key during a rotation."""
+    """A signer from the key file (None without one); CUNPING_ALERT_NEXT_KEY names the next
+    public key during a rotation."""
     path = key_path(app)
     key = load(path)
     if key is None:
@@ -124,3 +137,78 @@ def signer(app: Flask) -> Signer | None:
         if following not in announce:
             announce.append(following)
     return Signer(key, announce)
+
+
+# --- CAP: an enveloped XML signature (CAP 1.2 §3.3.2.1, XML-DSig with Ed25519, RFC 9231) ------
+
+DSIG = "http://www.w3.org/2000/09/xmldsig#"
+EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+EDDSA_ED25519 = "http://www.w3.org/2021/04/xmldsig-more#eddsa-ed25519"
+
+
+def _c14n(element: Any) -> bytes:
+    from lxml import etree
+
+    return bytes(etree.tostring(element, method="c14n", exclusive=True, with_comments=False))
+
+
+def sign_xml(xml: bytes, signer: Signer) -> bytes:
+    """`xml` (a CAP message) with a <Signature> as the last child of its root: the whole
+    document (less the signature) digested with SHA-256 after exclusive canonicalisation, the
+    SignedInfo signed with the county alert key; KeyName is the key id."""
+    from lxml import etree
+
+    root = etree.fromstring(xml, parser=etree.XMLParser(resolve_entities=False, no_network=True))
+    digest = base64.b64encode(hashlib.sha256(_c14n(root)).digest()).decode()
+    ds = f"{{{DSIG}}}"
+    signature = etree.SubElement(root, ds + "Signature", nsmap={None: DSIG})
+    info = etree.SubElement(signature, ds + "SignedInfo")
+    etree.SubElement(info, ds + "CanonicalizationMethod", Algorithm=EXC_C14N)
+    etree.SubElement(info, ds + "SignatureMethod", Algorithm=EDDSA_ED25519)
+    reference = etree.SubElement(info, ds + "Reference", URI="")
+    transforms = etree.SubElement(reference, ds + "Transforms")
+    etree.SubElement(transforms, ds + "Transform", Algorithm=ENVELOPED)
+    etree.SubElement(transforms, ds + "Transform", Algorithm=EXC_C14N)
+    etree.SubElement(reference, ds + "DigestMethod", Algorithm=SHA256)
+    etree.SubElement(reference, ds + "DigestValue").text = digest
+    value = base64.b64encode(signer.key.sign(_c14n(info))).decode()
+    etree.SubElement(signature, ds + "SignatureValue").text = value
+    key_info = etree.SubElement(signature, ds + "KeyInfo")
+    etree.SubElement(key_info, ds + "KeyName").text = signer.key_id
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+def verify_xml(xml: bytes, public_keys: list[str]) -> str | None:
+    """None when `xml` carries a valid signature (as sign_xml makes) by one of `public_keys`;
+    else why not. For whoever receives a CAP export (and the tests)."""
+    from lxml import etree
+
+    try:
+        root = etree.fromstring(xml, parser=etree.XMLParser(resolve_entities=False,
+                                                             no_network=True))
+    except etree.XMLSyntaxError:
+        return "not XML"
+    signature = root.find(f"{{{DSIG}}}Signature")
+    if signature is None or signature is not root[len(root) - 1]:
+        return "unsigned"
+    keys = {protocol.key_id(signing.parse_key(k)): signing.parse_key(k) for k in public_keys}
+    name = signature.findtext(f"{{{DSIG}}}KeyInfo/{{{DSIG}}}KeyName")
+    if name not in keys:
+        return "unknown key"
+    info = signature.find(f"{{{DSIG}}}SignedInfo")
+    method = info.find(f"{{{DSIG}}}SignatureMethod") if info is not None else None
+    if info is None or method is None or method.get("Algorithm") != EDDSA_ED25519:
+        return "unsupported signature"
+    digest = info.findtext(f"{{{DSIG}}}Reference/{{{DSIG}}}DigestValue")
+    value = signature.findtext(f"{{{DSIG}}}SignatureValue") or ""
+    root.remove(signature)
+    if digest != base64.b64encode(hashlib.sha256(_c14n(root)).digest()).decode():
+        return "the message was changed"
+    try:
+        Ed25519PublicKey.from_public_bytes(keys[name]).verify(
+            base64.b64decode(value), _c14n(info))
+    except (InvalidSignature, ValueError):
+        return "bad signature"
+    return None
