@@ -96,6 +96,7 @@ def demo(ctx: click.Context, then_serve: bool, host: str, port: int, player: boo
 
     _upgrade()
     created = demo_data.load()
+    _demo_alert_key()
     base = f"http://{host}:{port}"
     if not os.environ.get("PUBLIC_BASE_URL"):
         current_app.config["PUBLIC_BASE_URL"] = base  # QR codes point at this demo server
@@ -110,6 +111,20 @@ def demo(ctx: click.Context, then_serve: bool, host: str, port: int, player: boo
         if player:
             _start_demo_player(base)
         ctx.invoke(serve, host=host, port=port, no_migrate=True)
+
+
+def _demo_alert_key() -> None:
+    """The demo county signs its alerts too (docs/alerts.md): a key made once, used at once."""
+    from server.realtime.state import state
+    from server.services import alert_keys
+
+    path = alert_keys.key_path(current_app)
+    if path.exists():
+        return
+    alert_keys.create(path)
+    current_app.extensions.pop(alert_keys.EXTENSION, None)
+    state(current_app).dispatcher.signer = alert_keys.signer_for(current_app)
+    click.echo(f"Alert key made: {path} (every alert set is signed with it).")
 
 
 def _start_demo_player(base: str) -> None:
@@ -131,8 +146,14 @@ def _start_demo_player(base: str) -> None:
         frames = os.path.join(folder, "frames")
         args += ["--display", "headless", "--frames-dir", frames]
         where = f"headless: the screen's frames are PNG files in {frames} (current.png)"
+    from server.services import alert_keys
+
+    env = dict(os.environ)
+    signer = alert_keys.signer_for(current_app)
+    if signer is not None:  # the demo screen shows only alerts the demo county signed
+        env["CUNPING_PLAYER_ALERT_KEYS"] = ",".join(signer.announce)
     try:
-        child = subprocess.Popen(args)
+        child = subprocess.Popen(args, env=env)
     except OSError as exc:  # the demo server is still useful without its screen
         click.echo(f"  The demo screen's player did not start: {exc}", err=True)
         return

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import socket
 import subprocess
 import sys
@@ -302,6 +303,10 @@ def test_demo_serve_answers_healthz(tmp_path: Path) -> None:
         output, _ = proc.communicate(timeout=30)
     assert "Demo county ready." in output
     assert f"http://127.0.0.1:{port}/admin/" in output
+    # The demo county signs its alerts: a key for the service user alone, used at once.
+    key = tmp_path / "instance" / "alert-key.pem"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert "alert sets signed with key" in output
 
 
 def test_create_admin_on_a_fresh_instance(tmp_path: Path) -> None:
