@@ -22,7 +22,7 @@ def grants_of(user: User) -> set[tuple[Role, str]]:
 
 def test_a_town_administrator_cannot_make_alert_users(world: World) -> None:
     town_admin = World.user("tadmin", Role.ADMIN, world.town)
-    with pytest.raises(PermissionDenied, match="administrator of the county|县级管理员"):
+    with pytest.raises(PermissionDenied, match=r"administrator of the county|县级管理员"):
         users.create(town_admin, "helper1", PASSWORD, grants=[(Role.ALERT, world.village)])
     db.session.rollback()
     assert users.by_username("helper1") is None
@@ -43,7 +43,7 @@ def test_a_town_administrator_cannot_make_alert_users(world: World) -> None:
 def test_the_county_administrator_grants_it_but_not_to_themselves(world: World) -> None:
     made = users.create(world.admin, "newalert", PASSWORD, grants=[(Role.ALERT, world.town)])
     assert grants_of(made) == {(Role.ALERT, "T1")}
-    with pytest.raises(PermissionDenied, match="themselves|自己"):
+    with pytest.raises(PermissionDenied, match=r"themselves|自己"):
         users.update(world.admin, world.admin, display_name="admin", active=True,
                      grants=[(Role.ADMIN, world.county), (Role.ALERT, world.county)])
     db.session.rollback()
@@ -74,8 +74,9 @@ def test_every_grant_and_removal_is_audited_and_shown_to_alert_users(
         ("grant", "alert", "T2", world.admin.id), ("remove_grant", "alert", "T1",
                                                    world.admin.id)])
     changes = users.alert_role_changes()
-    assert [(e.action, e.detail["region"]) for e in changes][:3] == [
-        ("remove_grant", "T1"), ("grant", "T2"), ("grant", "T1")]
+    assert [(e["action"], e["region"], e["actor"]) for e in changes][:3] == [
+        ("remove_grant", "清源县 · 柳河镇", "admin"), ("grant", "清源县 · 石桥镇", "admin"),
+        ("grant", "清源县 · 柳河镇", "admin")]
     auth.login("calert")
     page = client.get("/admin/alerts").get_data(as_text=True)
     assert 'id="alert-role-changes"' in page and "newalert" in page

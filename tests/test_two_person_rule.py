@@ -81,7 +81,7 @@ def test_row5_a_confirmation_of_a_version_changed_since_is_refused(world: World)
     confirmation names version 1 and does not put version 2 in force."""
     alert = pending(world)
     alerts.update(world.county_alert, alert, data(text="审核之后偷偷改的"))
-    with pytest.raises(Conflict, match="version 1|第 1 版"):
+    with pytest.raises(Conflict, match=r"version 1|第 1 版"):
         alerts.confirm(world.county_alert2, alert, 1)
     assert alert.status == AlertStatus.PENDING
     alerts.confirm(world.county_alert2, alert, 2)  # read again, confirmed

@@ -109,14 +109,23 @@ def _audit_grants(actor: User | None, user: User, before: set[tuple[Role, int]],
                                  "region": codes.get(region_id)})
 
 
-def alert_role_changes(limit: int = 20) -> list[Any]:
-    """The latest grants and removals of the alert role (audit events), newest first: every
-    alert user sees who may now issue or confirm alerts."""
-    events = db.session.scalars(
+def alert_role_changes(limit: int = 20) -> list[dict[str, Any]]:
+    """The latest grants and removals of the alert role, newest first, for every alert user
+    to see who may now issue or confirm alerts: {"at", "action", "actor", "user", "region"}
+    (names; the actor None for the command line)."""
+    events = [e for e in db.session.scalars(
         select(AuditEvent).where(AuditEvent.entity == "user",
                                  AuditEvent.action.in_(("grant", "remove_grant")))
         .order_by(AuditEvent.id.desc()).limit(limit * 10))
-    return [e for e in events if (e.detail or {}).get("role") == Role.ALERT.value][:limit]
+        if (e.detail or {}).get("role") == Role.ALERT.value][:limit]
+    regions = {r.code: r.full_name for r in db.session.scalars(
+        select(Region).where(Region.code.in_({e.detail.get("region") for e in events})))}
+    people = {u.id: u.name for u in db.session.scalars(
+        select(User).where(User.id.in_({e.entity_id for e in events})))}
+    return [{"at": e.at, "action": e.action, "actor": e.user.name if e.user else None,
+             "user": people.get(e.entity_id, e.detail.get("username")),
+             "region": regions.get(e.detail.get("region"), e.detail.get("region"))}
+            for e in events]
 
 
 def new_user_errors(username: str, password: str, display_name: str = "") -> dict[str, str]:
