@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from server import auth, cli, database, errors, i18n, logs, metrics, realtime, scheduler
+from server import auth, cli, database, errors, headers, i18n, logs, metrics, realtime, scheduler
 from server.config import Config, finish_config
 from server.extensions import csrf, db, limiter, migrate
 
@@ -47,6 +47,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     scheduler.init_app(app)
     realtime.init_app(app)
     logs.init_app(app)  # request ids and the access log
+    headers.init_app(app)  # security headers on every response
     metrics.init_app(app)  # /metrics; after realtime: it counts on the Socket.IO manager
 
     from admin import bp as admin_bp

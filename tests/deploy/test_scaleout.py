@@ -406,6 +406,23 @@ def test_rate_limits_are_shared_through_redis_and_only_nginx_is_trusted_for_addr
     assert send("nginx", {"X-Forwarded-For": "198.51.100.7"}) == 429
 
 
+def test_every_answer_through_nginx_refuses_framing_once(deployment: Deployment) -> None:
+    """nginx sends the security headers on its own answers (a 404 for /metrics) and on the
+    app's, without a second copy of the app's."""
+    base = deployment.cluster.url("nginx")
+    for path in ("/admin/login", "/metrics", "/n/nope", "/healthz"):
+        try:
+            with urllib.request.urlopen(base + path, timeout=10) as resp:
+                headers = resp.headers
+        except urllib.error.HTTPError as err:
+            headers = err.headers
+        assert headers.get_all("X-Frame-Options") == ["DENY"], path
+        assert headers.get_all("X-Content-Type-Options") == ["nosniff"], path
+        assert headers.get_all("Referrer-Policy") == ["same-origin"], path
+        assert any("frame-ancestors 'none'" in p
+                   for p in headers.get_all("Content-Security-Policy") or []), path
+
+
 def test_the_processes_log_no_errors(deployment: Deployment) -> None:
     """Runs last: nothing above made a server process log an error or a traceback."""
     for name, process in deployment.cluster.servers.items():

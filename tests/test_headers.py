@@ -1,0 +1,53 @@
+"""Security headers on every kind of response (server/headers.py): the admin's pages, the
+API's JSON, the residents' pages (their stricter policy kept), error pages and static files."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.conftest import AuthActions, World
+from tests.test_api_alerts import auth_for
+
+
+def check(response, *, script: str = "'self'") -> None:  # type: ignore[no-untyped-def]
+    csp = response.headers["Content-Security-Policy"]
+    assert f"script-src {script}" in csp and "frame-ancestors 'none'" in csp
+    assert "'unsafe-inline'" not in csp.split("script-src")[1].split(";")[0]
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_every_kind_of_answer_refuses_framing_and_inline_script(
+    app: Flask, client: FlaskClient, auth: AuthActions, world: World
+) -> None:
+    check(client.get("/admin/login"))
+    auth.login("admin")
+    check(client.get("/admin/"))
+    static = client.get("/admin/static/admin.css")
+    check(static)
+    static.close()
+    check(client.get("/admin/no-such-page"))
+    check(client.get("/api/v1/me", headers=auth_for(world.admin)))
+    check(client.get("/api/v1/me"))  # 401
+    check(client.get("/healthz"))
+    check(client.get("/"), script="'none'")  # the residents' pages: no script at all
+    check(client.get("/n/nope"), script="'none'")
+
+
+def test_no_admin_template_has_inline_script_or_handlers() -> None:
+    """What the policy forbids is not in the templates: no <script> without src, no on*=."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    INLINE = re.compile(r"""<script(?![^>]*\bsrc=)[^>]*>|\son[a-z]+\s*=\s*["']""")
+    bad = []
+    templates = [*root.glob("admin/templates/**/*.html"),
+                 *root.glob("server/**/templates/**/*.html")]
+    for path in templates:
+        text = path.read_text()
+        for match in INLINE.finditer(text):
+            bad.append(f"{path.relative_to(root)}: {match.group(0)}")
+    assert bad == []
