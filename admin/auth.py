@@ -16,7 +16,7 @@ from wtforms.validators import DataRequired, Length
 from admin import bp
 from admin.guards import login_required
 from server.extensions import limiter
-from server.services import audit, users
+from server.services import audit, sessions, users
 
 
 class LoginForm(FlaskForm):
@@ -52,7 +52,10 @@ def login() -> str | Response:
             db.session.commit()
             flash(_("Wrong username or password."), "error")
         else:
-            login_user(user, remember=bool(form.remember.data))
+            remember = bool(form.remember.data)
+            sessions.start(user, remember=remember, ip=request.remote_addr,
+                           user_agent=request.headers.get("User-Agent"))
+            login_user(user, remember=remember)
             return redirect(_safe_next(request.args.get("next")))
     return render_template("admin/login.html", form=form)
 
@@ -60,6 +63,7 @@ def login() -> str | Response:
 @bp.post("/logout")
 @login_required
 def logout() -> Response:
+    sessions.end_current(current_user)  # on every process: its cookies name it
     logout_user()
     flash(_("You are logged out."), "info")
     return redirect(url_for("admin.login"))

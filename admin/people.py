@@ -35,7 +35,7 @@ from admin.guards import form_errors, login_required, me
 from server.extensions import db
 from server.i18n import LANG_COOKIE
 from server.models import AuditEvent, Region, Role, RoleGrant, User
-from server.services import audit, categories, permissions, regions, users
+from server.services import audit, categories, permissions, regions, sessions, users
 from server.services.errors import NotFound, PermissionDenied, ServiceError, ValidationError
 
 Page = str | tuple[str, int] | Response
@@ -355,6 +355,8 @@ def _account_page(
         language_form=language_form or LanguageForm(formdata=None, locale=user.locale or "zh"),
         token_form=token_form or TokenForm(formdata=None),
         tokens=users.tokens_of(user),
+        sessions=[{"row": row, "user_agent": row.user_agent,
+                   "this": sessions.is_current(user, row)} for row in sessions.active_for(user)],
         new_secret=new_secret,
     ), status
 
@@ -422,6 +424,33 @@ def account_token_revoke(token_id: int) -> Page:
         users.revoke_token(me(), token)
         flash(_("API token %(name)s revoked.", name=token.name), "info")
     return redirect(url_for("admin.account"))
+
+
+@bp.post("/account/sessions/<int:session_id>/end")
+@login_required
+def account_session_end(session_id: int) -> Page:
+    form = FlaskForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        sessions.end(me(), session_id)
+    except ServiceError as exc:
+        abort(exc.status)
+    flash(_("The session is ended: that browser must log in again."), "info")
+    return redirect(url_for("admin.account") + "#sessions")
+
+
+@bp.post("/account/sessions/end-others")
+@login_required
+def account_sessions_end_others() -> Page:
+    form = FlaskForm()
+    if not form.validate_on_submit():
+        abort(400)
+    user = me()
+    count = sessions.end_all(user, actor=user, reason="ended", keep_key=user.session_key)
+    db.session.commit()
+    flash(_("%(n)s other sessions ended.", n=count), "info")
+    return redirect(url_for("admin.account") + "#sessions")
 
 
 # --- categories ----------------------------------------------------------------------------

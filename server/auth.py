@@ -6,6 +6,7 @@ from flask import Flask, g, request
 
 from server.extensions import db, login_manager
 from server.models import User
+from server.services import sessions
 
 
 def init_app(app: Flask) -> None:
@@ -16,10 +17,18 @@ def init_app(app: Flask) -> None:
 
     @login_manager.user_loader
     def _load(user_id: str) -> User | None:
+        """From the session or the remember cookie: "<user id>:<session key>", good while that
+        session lives (server/services/sessions.py)."""
         if g.get("database_unavailable"):  # the 503 page (server/errors.py): as for a visitor,
             return None  # since loading the user would wait on the database again
-        user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-        return user if user is not None and user.active else None
+        uid, _sep, key = user_id.partition(":")
+        if not uid.isdigit() or not key or len(key) > 64:
+            return None
+        user = db.session.get(User, int(uid))
+        if user is None or not user.active or sessions.current(user.id, key) is None:
+            return None
+        user.session_key = key
+        return user
 
 
 def bearer_token() -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -96,6 +97,14 @@ class Config:
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = os.environ.get("CUNPING_SECURE_COOKIES", "") == "1"
+    # "Keep me logged in" (Flask-Login's remember cookie): as guarded as the session cookie,
+    # and like it worth nothing once its session ended (server/services/sessions.py).
+    REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_DAYS = _env_int("CUNPING_REMEMBER_DAYS", 14)
+    REMEMBER_COOKIE_DURATION = timedelta(days=REMEMBER_DAYS)
+    SESSION_IDLE_HOURS = _env_int("CUNPING_SESSION_IDLE_HOURS", 12)
     WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session: editors write slowly.
 
     SECRET_KEY = os.environ.get("SECRET_KEY", "")

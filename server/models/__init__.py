@@ -16,7 +16,7 @@ from server.models.notices import (
 from server.models.regions import Region
 from server.models.screens import Counter, PairingRequest, RegionRevision, Screen
 from server.models.stats import PlayBatch, PlayStat, ScreenDay, Screenshot
-from server.models.users import ApiToken, Role, RoleGrant, User
+from server.models.users import ApiToken, Role, RoleGrant, User, UserSession
 
 __all__ = [
     "Alert",
@@ -45,5 +45,6 @@ __all__ = [
     "ScreenDay",
     "Screenshot",
     "User",
+    "UserSession",
     "alert_targets",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import ClassVar
 
 from flask_login import UserMixin
 from sqlalchemy import ForeignKey, String, UniqueConstraint
@@ -44,9 +45,18 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
         back_populates="user", cascade="all, delete-orphan"
     )
 
+    # The admin session this request runs in (server/services/sessions.py): set when the
+    # session is looked up, not stored on the user.
+    session_key: ClassVar[str | None] = None  # set per instance; ClassVar keeps it unmapped
+
     @property
     def is_active(self) -> bool:  # Flask-Login asks this
         return self.active
+
+    def get_id(self) -> str:
+        """What the session and the remember cookie keep: the user and their session's key,
+        so that a session ended in the database ends the cookies too (every process)."""
+        return f"{self.id}:{self.session_key}" if self.session_key else str(self.id)
 
     @property
     def name(self) -> str:
@@ -93,3 +103,23 @@ class ApiToken(db.Model):  # type: ignore[name-defined,misc]
     revoked_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class UserSession(db.Model):  # type: ignore[name-defined,misc]
+    """A login to the admin: ended by logging out, by a password change, by the user from
+    another session, or by staying unused too long (server/services/sessions.py)."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 of the key
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+    remember: Mapped[bool] = mapped_column(default=False)
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str] = mapped_column(String(32), default="")
+
+    user: Mapped[User] = relationship()

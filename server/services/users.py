@@ -18,7 +18,7 @@ from server.extensions import db
 from server.labels import ROLE_LABELS, label
 from server.models import ApiToken, AuditEvent, Region, Role, RoleGrant, User
 from server.models.base import utcnow
-from server.services import audit, permissions
+from server.services import audit, permissions, sessions
 from server.services.errors import NotFound, PermissionDenied, ValidationError
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,64}$")
@@ -220,6 +220,8 @@ def update(
     ]
     if password:
         user.password_hash = generate_password_hash(password)
+    if password or not active:  # whoever held a session of theirs no longer may
+        sessions.end_all(user, actor=actor, reason="password" if password else "deactivated")
     audit.record(
         actor,
         "user",
@@ -243,6 +245,8 @@ def change_password(user: User, old: str, new: str) -> None:
         raise ValidationError({"password": msg})
     user.password_hash = generate_password_hash(new)
     audit.record(user, "user", user.id, "password")
+    # Every other session ends: whoever else knew the old password is logged out.
+    sessions.end_all(user, actor=user, reason="password", keep_key=user.session_key)
     db.session.commit()
 
 

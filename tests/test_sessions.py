@@ -1,0 +1,149 @@
+"""Admin sessions that end (server/services/sessions.py): logout and a password change end
+them for every cookie that named them (the session cookie and "keep me logged in"), on every
+process (the database says so); a user sees and ends their other sessions; unused sessions
+expire; the remember cookie is HttpOnly, SameSite=Lax and Secure where cookies are."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Flask, g
+from flask.testing import FlaskClient
+
+from server.extensions import db
+from server.models import AuditEvent, UserSession
+from server.services import users
+from tests.conftest import PASSWORD, AuthActions, World, _csrf_from
+
+
+def forget_cached_user() -> None:
+    """The tests run inside one app context, where Flask-Login caches the user of the last
+    request in `g` (and Flask-WTF its CSRF token): each browser here must be looked up anew."""
+    g.pop("_login_user", None)
+    g.pop("csrf_token", None)
+
+
+def logged_in(client: FlaskClient) -> bool:
+    forget_cached_user()
+    return client.get("/admin/").status_code == 200
+
+
+def login(app: Flask, username: str = "admin", *, remember: bool = False) -> FlaskClient:
+    forget_cached_user()
+    client = app.test_client()
+    page = client.get("/admin/login").get_data(as_text=True)
+    data = {"username": username, "password": PASSWORD, "csrf_token": _csrf_from(page)}
+    if remember:
+        data["remember"] = "y"
+    assert client.post("/admin/login", data=data).status_code == 302
+    forget_cached_user()
+    return client
+
+
+def post(client: FlaskClient, url: str, data: dict[str, str] | None = None) -> int:
+    forget_cached_user()
+    token = _csrf_from(client.get("/admin/account").get_data(as_text=True))
+    forget_cached_user()
+    return client.post(url, data={"csrf_token": token, **(data or {})}).status_code
+
+
+def test_a_copied_cookie_is_worthless_after_logout(app: Flask, world: World) -> None:
+    """Someone kept the session cookie (a shared computer, a stolen cookie): the logout ends
+    the session itself, not just this browser's copy of it."""
+    client = login(app)
+    stolen = client.get_cookie("session")
+    assert stolen is not None and logged_in(client)
+    other = app.test_client()
+    other.set_cookie("session", stolen.value)
+    assert logged_in(other)
+    forget_cached_user()
+    AuthActions(client).logout()
+    assert not logged_in(client)
+    assert not logged_in(other)
+
+
+def test_the_remember_cookie_dies_with_its_session(app: Flask, world: World) -> None:
+    client = login(app, remember=True)
+    remember = client.get_cookie("remember_token")
+    assert remember is not None and remember.http_only and remember.same_site == "Lax"
+    fresh = app.test_client()  # the browser restarted: the session cookie gone, remember kept
+    fresh.set_cookie("remember_token", remember.value)
+    assert logged_in(fresh)
+    forget_cached_user()
+    AuthActions(client).logout()
+    again = app.test_client()
+    again.set_cookie("remember_token", remember.value)
+    assert not logged_in(again)
+
+
+def test_a_password_change_ends_every_other_session(app: Flask, world: World) -> None:
+    mine, elsewhere = login(app), login(app, remember=True)
+    assert post(mine, "/admin/account/password", {
+        "old_password": PASSWORD, "password": "a-new-password-9", "password2": "a-new-password-9",
+    }) in (302, 200)
+    assert logged_in(mine)  # this one goes on
+    assert not logged_in(elsewhere)
+    event = db.session.query(AuditEvent).filter_by(action="end_sessions").one()
+    assert event.detail["reason"] == "password" and event.detail["count"] == 1
+
+
+def test_an_administrator_setting_a_password_or_deactivating_ends_the_users_sessions(
+    app: Flask, world: World
+) -> None:
+    client = login(app, "ceditor")
+    users.update(world.admin, world.county_editor, display_name="", active=True,
+                 grants=[(g.role, g.region) for g in world.county_editor.grants],
+                 password="reset-by-admin-7")
+    assert not logged_in(client)
+    forget_cached_user()
+    client = app.test_client()
+    page = client.get("/admin/login").get_data(as_text=True)
+    client.post("/admin/login", data={"username": "ceditor", "password": "reset-by-admin-7",
+                                      "csrf_token": _csrf_from(page)})
+    assert logged_in(client)
+    users.update(world.admin, world.county_editor, display_name="", active=False,
+                 grants=[(g.role, g.region) for g in world.county_editor.grants])
+    assert not logged_in(client)
+
+
+def test_a_user_sees_and_ends_their_other_sessions(app: Flask, world: World) -> None:
+    mine = login(app)
+    phone, office = login(app), login(app)
+    page = mine.get("/admin/account").get_data(as_text=True)
+    assert page.count("/admin/account/sessions/") >= 2 and 'id="session-list"' in page
+    theirs = db.session.query(UserSession).order_by(UserSession.id).all()
+    assert len(theirs) == 3
+    assert post(mine, f"/admin/account/sessions/{theirs[1].id}/end") == 302
+    assert not logged_in(phone) and logged_in(office) and logged_in(mine)
+    assert post(mine, "/admin/account/sessions/end-others") == 302
+    assert not logged_in(office) and logged_in(mine)
+    # Not somebody else's.
+    editor = login(app, "ceditor")
+    own = db.session.query(UserSession).filter_by(user_id=world.county_editor.id).one()
+    assert post(mine, f"/admin/account/sessions/{own.id}/end") == 403
+    assert logged_in(editor)
+
+
+def test_an_unused_session_expires(app: Flask, world: World) -> None:
+    client = login(app)
+    row = db.session.query(UserSession).one()
+    row.last_seen_at -= timedelta(hours=13)
+    db.session.commit()
+    assert not logged_in(client)
+    db.session.refresh(row)
+    assert row.ended_at is not None and row.end_reason == "idle"
+
+
+def test_the_remember_cookie_is_secure_where_cookies_are() -> None:
+    import importlib
+    import os
+
+    from server import config
+
+    os.environ["CUNPING_SECURE_COOKIES"] = "1"
+    try:
+        secure = importlib.reload(config)
+        assert secure.Config.REMEMBER_COOKIE_SECURE and secure.Config.SESSION_COOKIE_SECURE
+    finally:
+        del os.environ["CUNPING_SECURE_COOKIES"]
+        importlib.reload(config)
