@@ -41,10 +41,7 @@ REFRESH_SECONDS = 3  # how often the detail page asks for the delivery table whi
 
 def _reader(user: User) -> User:
     """Alert users act, administrators read; nobody else sees the alert pages."""
-    if not user.is_active or not (user.has_role(Role.ALERT) or user.has_role(Role.ADMIN)):
-        raise PermissionDenied(_("Only users with the alert role (and administrators, to read) "
-                                 "see emergency alerts."))
-    return user
+    return alerts.require_reader(user)
 
 
 def alertable(user: User) -> list[Region]:

@@ -263,3 +263,16 @@ def test_expired_alert_is_not_in_force(app: Flask, client: FlaskClient, world: W
     alerts.expire_due()
     r = client.get(f"/api/v1/alerts/{alert.code}", headers=auth_for(world.county_alert))
     assert r.get_json()["status"] == AlertStatus.EXPIRED.value
+
+
+def test_plain_editors_and_reviewers_see_no_alerts_in_the_api(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    """Pending alerts and every targeted screen are for alert users and administrators."""
+    code = post(client, world.county_alert, "/alerts", BODY).get_json()["code"]
+    for user in (world.county_editor, world.county_reviewer, world.town_editor):
+        for url in ("/alerts", f"/alerts/{code}", f"/alerts/{code}.cap", "/alerts/nope"):
+            r = client.get(f"/api/v1{url}", headers=auth_for(user))
+            assert r.status_code == 403, (user.username, url, r.status_code)
+    assert client.get(f"/api/v1/alerts/{code}", headers=auth_for(world.admin)).status_code == 200
+    assert client.get("/api/v1/alerts", headers=auth_for(world.town_alert)).status_code == 200

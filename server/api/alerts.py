@@ -48,6 +48,7 @@ class TooLarge(ServiceError):
 
 
 def find(code: str, user: User) -> Alert:
+    alerts.require_reader(user)  # before anything: a plain editor learns nothing, not even 404
     alert = alerts.get(code)
     if not alerts.can_see(user, alert):
         raise PermissionDenied(_("You may not see this alert: it is outside your regions."))

@@ -93,12 +93,27 @@ def by_identifier(identifier: str) -> Alert | None:
     return None
 
 
+def reads_alerts(user: User) -> bool:
+    """Alert users act on alerts and administrators read them; nobody else sees them (pending
+    alerts and the screens an alert targets included), in the admin or the API."""
+    return user.is_active and (user.has_role(Role.ALERT) or user.has_role(Role.ADMIN))
+
+
+def require_reader(user: User) -> User:
+    if not reads_alerts(user):
+        raise PermissionDenied(_("Only users with the alert role (and administrators, to read) "
+                                 "see emergency alerts."))
+    return user
+
+
 def can_see(user: User, alert: Alert) -> bool:
-    return permissions.sees(user, alert.targets) or permissions.is_system_admin(user)
+    return reads_alerts(user) and (permissions.sees(user, alert.targets)
+                                   or permissions.is_system_admin(user))
 
 
 def list_for(user: User, *, status: str | None = None, limit: int = 200) -> list[Alert]:
     """Alerts `user` may see, newest first."""
+    require_reader(user)
     query = select(Alert).order_by(Alert.created_at.desc(), Alert.id.desc())
     if status:
         query = query.where(Alert.status == AlertStatus(status))
