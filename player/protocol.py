@@ -136,6 +136,7 @@ LEVEL_NAMES = {1: "红色", 2: "橙色", 3: "黄色", 4: "蓝色"}  # 暴雨红�
 
 ALERT_ACK_SECONDS = 5  # no ack this long after sending ALERTS: send it again (then backing off)
 PLAYS_SECONDS = 60  # the player reports plays this often
+PLAYS_KEEP_DAYS = 31  # the server refuses plays older than this (counted, acknowledged: dropped)
 RECONCILE_SECONDS = 180  # the player re-checks its revision this often, as a backstop to push
 HEARTBEAT_SECONDS = 30
 # A handshake refused with this reason is not about the token: the server process is saturated

@@ -88,6 +88,12 @@ ALERT_ACKS = Counter(
     "cunping_alert_acks",
     "Acknowledgements of ALERTS received by this process.",
 )
+PLAYS_REFUSED = Counter(
+    "cunping_plays_refused",
+    "Plays reported by players and not counted, by reason (malformed, too old, in the future, "
+    "unknown notice, not live then, not for this screen).",
+    ["reason"],
+)
 ALERT_REFUSALS = Counter(
     "cunping_alert_refusals",
     "Alert sets a player refused to show because their signature did not verify (ALERTS_REFUSED"
@@ -212,6 +218,10 @@ def alert_acked(peer: Any, fingerprint: str) -> None:
     ALERT_ACKS.inc()
     if peer is not None and peer.sent == fingerprint and peer.sent_at:
         ALERT_ACK_SECONDS.observe(max(0.0, time.monotonic() - peer.sent_at))
+
+
+def plays_refused(reason: str, count: int = 1) -> None:
+    PLAYS_REFUSED.labels(reason).inc(count)
 
 
 def alert_refused(reason: str) -> None:

@@ -39,10 +39,16 @@ def stats() -> list[tuple[date, int, int, int, int]]:
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
+LONG_AGO = datetime(2026, 1, 1)  # the notices here went live then (before NOW and the purges)
+
+
 def setup(world: World) -> tuple[Screen, Any, Any]:
     screen, _token = screen_service.provision(None, world.village, "村口屏")
     a = publish(world, ["V11"], title="财务公开")
     b = publish(world, ["T1"], title="防火提示")
+    for notice in (a, b):
+        notice.first_published_at = notice.published_at = LONG_AGO
+    db.session.commit()
     return screen, a, b
 
 
@@ -53,11 +59,12 @@ def test_a_batch_is_summed_per_day_and_notice(app: Flask, world: World) -> None:
         play(a.code, NOW - timedelta(minutes=2), 25),
         play(b.code, NOW - timedelta(minutes=1), 10),
     ]}
-    assert plays.record(screen, batch, NOW) == {"status": "ok", "accepted": 3, "skipped": 0}
+    assert plays.record(screen, batch, NOW) == {"status": "ok", "accepted": 3, "skipped": 0,
+                                                "refused": {}}
     day = date(2026, 3, 2)
     assert stats() == [(day, a.id, screen.id, 2, 45), (day, b.id, screen.id, 1, 10)]
     # A later batch adds to the same rows (the upsert), another screen gets its own.
-    other, _t = screen_service.provision(None, world.village2, "二号屏")
+    other, _t = screen_service.provision(None, world.village, "二号屏")
     assert plays.record(screen, {"batch": "b2", "plays": [play(a.code, NOW, 5)]}, NOW)[
         "accepted"] == 1
     assert plays.record(other, {"batch": "b2", "plays": [play(a.code, NOW, 7)]}, NOW)[
@@ -110,7 +117,8 @@ def test_junk_items_and_unknown_codes_are_skipped_and_counted(app: Flask, world:
         play("NoSuch", NOW),  # well formed, but no such notice
     ]
     ack = plays.record(screen, {"batch": "j", "plays": [*junk, play(a.code, NOW, 9)]}, NOW)
-    assert ack == {"status": "ok", "accepted": 1, "skipped": len(junk)}
+    assert ack == {"status": "ok", "accepted": 1, "skipped": len(junk), "refused": {
+        plays.MALFORMED: 14, plays.FUTURE: 1, plays.TOO_OLD: 1, plays.UNKNOWN: 1}}
     assert stats() == [(date(2026, 3, 2), a.id, screen.id, 1, 9)]
 
 
@@ -134,16 +142,16 @@ def test_a_malformed_batch_is_refused_and_not_remembered(app: Flask, world: Worl
 def test_an_empty_batch_is_ok(app: Flask, world: World) -> None:
     screen, _a, _b = setup(world)
     assert plays.record(screen, {"batch": "e", "plays": []}, NOW) == {
-        "status": "ok", "accepted": 0, "skipped": 0}
+        "status": "ok", "accepted": 0, "skipped": 0, "refused": {}}
 
 
 def test_purge_keeps_the_retention_and_a_week_of_batches(app: Flask, world: World) -> None:
     screen, a, _b = setup(world)
     now = utcnow()
-    for i, age in enumerate((1, 29, 31)):
+    for i, age in enumerate((1, 15, 25)):
         plays.record(screen, {"batch": f"p{i}", "plays": [play(a.code, now - timedelta(days=age))]},
                      now)
-    app.config["PLAY_RETENTION_DAYS"] = 30
+    app.config["PLAY_RETENTION_DAYS"] = 20
     db.session.execute(
         PlayBatch.__table__.update().where(PlayBatch.batch == "p2")
         .values(received_at=now - timedelta(days=8))
@@ -174,11 +182,65 @@ def test_plays_through_the_socketio_handler(app: Flask, world: World) -> None:
                                           play(a.code, now - timedelta(seconds=20), 20),
                                           play("NoSuch", now, 20)]}
     ack = player.client.emit(protocol.PLAYS, batch, namespace=NS, callback=True)
-    assert ack == {"status": "ok", "accepted": 2, "skipped": 1}
+    assert ack == {"status": "ok", "accepted": 2, "skipped": 1,
+                   "refused": {plays.UNKNOWN: 1}}
     ack = player.client.emit(protocol.PLAYS, batch, namespace=NS, callback=True)
     assert ack == {"status": "ok", "accepted": 0, "duplicate": True}
     ack = player.client.emit(protocol.PLAYS, "junk", namespace=NS, callback=True)
     assert ack["status"] == "invalid"
     db.session.expire_all()
     assert [r[1:] for r in stats()] == [(a.id, player.screen.id, 2, 40)]
+    assert player.client.is_connected(NS)
+
+
+def test_only_plays_the_screen_could_have_shown_are_counted(app: Flask, world: World) -> None:
+    """Any screen token could claim any notice code, for any time and duration: a play is
+    believed only for a notice that was live for this screen's regions then, for as long as it
+    was live, and neither in the future nor older than the player keeps plays."""
+    from prometheus_client import REGISTRY
+
+    screen, a, _b = setup(world)
+    elsewhere = publish(world, ["V21"], title="南岭村公告")  # another town's village
+    elsewhere.first_published_at = LONG_AGO
+    draft_code = "NeverLive"
+    withdrawn = publish(world, ["V11"], title="已撤回")
+    withdrawn.first_published_at = LONG_AGO
+    withdrawn.ended_at = NOW - timedelta(days=1)
+    late = publish(world, ["V11"], title="今天才发布")
+    late.first_published_at = NOW - timedelta(hours=1)
+    db.session.commit()
+
+    def refused(reason: str) -> float:
+        return REGISTRY.get_sample_value("cunping_plays_refused_total", {"reason": reason}) or 0
+
+    before = {r: refused(r) for r in (plays.ELSEWHERE, plays.NOT_LIVE, plays.MALFORMED)}
+    ack = plays.record(screen, {"batch": "claims", "plays": [
+        play(elsewhere.code, NOW - timedelta(hours=1)),  # not this screen's
+        play(draft_code, NOW - timedelta(hours=1)),  # no such notice (a draft has no code)
+        play(late.code, NOW - timedelta(hours=3)),  # before it went live
+        play(withdrawn.code, NOW - timedelta(hours=2)),  # after it was withdrawn
+        play(withdrawn.code, NOW - timedelta(days=1, seconds=30), 1200),  # running past the end
+        play(a.code, NOW - timedelta(days=protocol.PLAYS_KEEP_DAYS + 1)),  # older than kept
+        {"code": a.code, "version": 1, "started_at": "0001-01-01T00:00:00+08:00", "seconds": 5},
+        {"code": a.code, "version": 1, "started_at": "9999-12-31T23:59:59-08:00", "seconds": 5},
+        play(withdrawn.code, NOW - timedelta(days=2)),  # while it was live: counted
+        play(a.code, NOW - timedelta(minutes=5)),  # counted
+    ]}, NOW)
+    assert ack["accepted"] == 2 and ack["skipped"] == 8
+    assert ack["refused"] == {plays.ELSEWHERE: 1, plays.UNKNOWN: 1, plays.NOT_LIVE: 3,
+                              plays.TOO_OLD: 1, plays.MALFORMED: 2}
+    assert refused(plays.ELSEWHERE) == before[plays.ELSEWHERE] + 1
+    assert refused(plays.NOT_LIVE) == before[plays.NOT_LIVE] + 3
+    assert refused(plays.MALFORMED) == before[plays.MALFORMED] + 2
+
+
+def test_a_year_one_date_in_a_batch_is_answered_not_a_crash(app: Flask, world: World) -> None:
+    """It crashed the handler without an answer, so the player would resend it forever."""
+    a = publish(world, ["V11"], title="财务公开")
+    player = Player(app, world.village, "村口屏")
+    batch = {"batch": "poison", "plays": [
+        {"code": a.code, "version": 1, "started_at": "0001-01-01T00:00:00+08:00", "seconds": 5}]}
+    ack = player.client.emit(protocol.PLAYS, batch, namespace=NS, callback=True)
+    assert ack == {"status": "ok", "accepted": 0, "skipped": 1,
+                   "refused": {plays.MALFORMED: 1}}
     assert player.client.is_connected(NS)
