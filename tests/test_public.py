@@ -168,22 +168,39 @@ def test_unknown_code_is_a_friendly_404_page(en: FlaskClient, world: World, code
 # --- scans per screen ------------------------------------------------------------------------
 
 
-def test_views_are_counted_per_screen(client: FlaskClient, world: World) -> None:
+def test_views_are_counted_per_screen_once_per_phone(client: FlaskClient, world: World) -> None:
+    from server.services import screens as screen_service
+
     notice = publish(world)
-    page(client, f"/n/{notice.code}?s=scr01")
-    page(client, f"/n/{notice.code}?s=scr01")
-    page(client, f"/n/{notice.code}?s=scr02")
-    page(client, f"/n/{notice.code}")
-    assert scans.by_screen(notice) == [("scr01", 2), ("scr02", 1)]
+    one, _t = screen_service.provision(None, world.village, "一号屏")
+    two, _t = screen_service.provision(None, world.village, "二号屏")
+
+    def scan(url: str, phone: str) -> None:
+        assert client.get(url, headers={"User-Agent": phone}).status_code == 200
+
+    scan(f"/n/{notice.code}?s={one.code}", "phone A")
+    scan(f"/n/{notice.code}?s={one.code}", "phone A")  # a reload: the same scan
+    scan(f"/n/{notice.code}?s={one.code}", "phone B")
+    scan(f"/n/{notice.code}?s={two.code}", "phone A")
+    scan(f"/n/{notice.code}", "phone A")  # a shared link, no screen
+    scan(f"/n/{notice.code}", "phone A")
+    assert sorted(scans.by_screen(notice)) == sorted([(one.code, 2), (two.code, 1)])
     assert scans.counts(notice)["view"] == 4
+    # Half an hour later the same phone scanning again is a new scan.
+    db.session.execute(ScanEvent.__table__.update().values(at=utcnow() - timedelta(minutes=31)))
+    db.session.commit()
+    scan(f"/n/{notice.code}?s={one.code}", "phone A")
+    assert scans.counts(notice)["view"] == 5
 
 
-@pytest.mark.parametrize("bad", ["a b", "<script>", "x" * 17, "ab", "scr-01", "scr01'--"])
-def test_bad_screen_codes_are_not_stored(client: FlaskClient, world: World, bad: str) -> None:
+@pytest.mark.parametrize("bad", ["a b", "<script>", "x" * 17, "ab", "scr-01", "scr01'--",
+                                 "NoSuch1"])
+def test_a_scan_naming_no_screen_counts_nothing(client: FlaskClient, world: World,
+                                                bad: str) -> None:
     notice = publish(world)
     response = client.get(f"/n/{notice.code}", query_string={"s": bad})
-    assert response.status_code == 200
-    assert [e.screen_code for e in view_events(notice)] == [None]  # counted, without a screen
+    assert response.status_code == 200  # the resident still reads the notice
+    assert view_events(notice) == []
     assert scans.by_screen(notice) == []
 
 
@@ -273,10 +290,13 @@ def test_open_in_app_and_download_are_counted(app: Flask, en: FlaskClient, world
         APP_DEEPLINK_TEMPLATE="hedong://notice/{code}",
         APP_DOWNLOAD_URL="https://app.example.cn/download",
     )
+    from server.services import screens as screen_service
+
     notice = publish(world)
-    html = page(en, f"/n/{notice.code}?s=scr01")
+    screen, _t = screen_service.provision(None, world.village, "村口屏")
+    html = page(en, f"/n/{notice.code}?s={screen.code}")
     assert "Open in 河东" in html and "Download 河东" in html
-    opened = en.get(f"/n/{notice.code}/open?s=scr01")
+    opened = en.get(f"/n/{notice.code}/open?s={screen.code}")
     assert opened.status_code == 302
     assert opened.headers["Location"] == f"hedong://notice/{notice.code}"
     download = en.get(f"/n/{notice.code}/app")

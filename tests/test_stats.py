@@ -45,6 +45,9 @@ class Town:
         self.town = publish(world, ["T1"], title="柳河镇防火提示")
         self.county = publish(world, ["C0"], title="全县医保缴费")
         self.other = publish(world, ["V21"], title="南岭村村务公开")
+        for notice in (self.village, self.town, self.county, self.other):
+            notice.first_published_at = datetime(2026, 1, 1)  # live before the plays below
+        db.session.commit()
         day1, day5 = datetime(2026, 3, 1, 2), datetime(2026, 3, 5, 2)
         play_batch(self.v11, "a", (self.village.code, day1, 30), (self.village.code, day5, 30),
                    (self.town.code, day5, 20), (self.county.code, day5, 10))
@@ -183,6 +186,7 @@ def test_csv_has_a_row_per_notice_screen_and_day(app: Flask, town: Town) -> None
 def test_csv_cells_cannot_start_a_formula(app: Flask, world: World) -> None:
     screen, _t = screen_service.provision(None, world.village, "@SUM(1+1)")
     notice = publish(world, ["V11"], title='=HYPERLINK("http://evil","点我")')
+    notice.first_published_at = datetime(2026, 1, 1)
     play_batch(screen, "f", (notice.code, datetime(2026, 3, 5, 2), 20))
     rows = parse_csv(stats.csv_bytes(world.admin, P))
     assert rows[1][1] == "'=HYPERLINK(\"http://evil\",\"点我\")"

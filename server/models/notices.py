@@ -209,3 +209,6 @@ class ScanEvent(db.Model):  # type: ignore[name-defined,misc]
     kind: Mapped[str] = mapped_column(String(16), default="view")  # view | app_open | app_download
     screen_code: Mapped[str | None] = mapped_column(String(16), index=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # Who scanned, as a hash of their address and browser (server/services/scans.py): the same
+    # phone reloading the page within SCAN_WINDOW is one scan.
+    client: Mapped[str] = mapped_column(String(16), default="", server_default="")

@@ -60,6 +60,14 @@ def _screen_code() -> str | None:
     return value if value and SCREEN_CODE_RE.match(value) else None
 
 
+def _scan(notice: Notice, kind: str) -> None:
+    """Count this visit as a scan of `notice` (once per phone, screen and half hour; a `?s=`
+    naming no screen counts nothing)."""
+    given = request.args.get("s") or None
+    scans.record(notice, kind, given,
+                 scans.client_key(request.remote_addr, request.headers.get("User-Agent")))
+
+
 def _notice_or_404(code: str) -> Notice:
     notice = notices.get_by_code(code) if CODE_RE.match(code) else None
     if notice is None:
@@ -282,7 +290,7 @@ def notice(code: str) -> tuple[str, int, dict[str, str]]:
     notice, state = _public_notice(code)
     # After sending a question the browser is redirected here: that is not a new scan.
     if not get_flashed_messages(category_filter=[SENT]):
-        scans.record(notice, "view", _screen_code())
+        _scan(notice, "view")
     return _render_notice(notice, state)
 
 
@@ -333,7 +341,7 @@ def open_in_app(code: str) -> Response:
     target = _deep_link(notice.code)
     if target is None:
         abort(404)
-    scans.record(notice, "app_open", _screen_code())
+    _scan(notice, "app_open")
     return redirect(target, 302)
 
 
@@ -344,7 +352,7 @@ def download_app(code: str) -> Response:
     target = _download_url()
     if target is None:
         abort(404)
-    scans.record(notice, "app_download", _screen_code())
+    _scan(notice, "app_download")
     return redirect(target, 302)
 
 
