@@ -31,7 +31,7 @@ from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
 from admin import bp
-from admin.guards import login_required, me
+from admin.guards import login_required, me, page_arg
 from player import protocol
 from server.extensions import db
 from server.models import Region, Screen, User
@@ -120,10 +120,6 @@ def _roots(user: User) -> list[Region]:
         abort(403, exc.message)
 
 
-def _page_arg() -> int:
-    return max(request.args.get("page", 1, type=int) or 1, 1)
-
-
 def counts_payload(user: User, now: datetime | None = None, page: int = 1) -> dict[str, object]:
     """What the page shows at the top, as JSON (dashboard.js refetches it), and whether each
     screen listed on `page` of "what each screen shows" is online."""
@@ -196,7 +192,7 @@ def dashboard() -> Page:
     # What online screens show matters most: they come first. A page at a time: a county has
     # thousands of screens (the screens page lists them all, with filters).
     pages = max((counts.total + board.SCREENS_PER_PAGE - 1) // board.SCREENS_PER_PAGE, 1)
-    page = min(_page_arg(), pages)
+    page = min(page_arg(), pages)
     listed = board.screens_page(roots, now, page, board.SCREENS_PER_PAGE)
     return render_template(
         "admin/dashboard/index.html",
@@ -228,7 +224,7 @@ def dashboard() -> Page:
 @bp.get("/dashboard/counts.json")
 @login_required
 def dashboard_counts() -> Response:
-    response = jsonify(counts_payload(me(), page=_page_arg()))
+    response = jsonify(counts_payload(me(), page=page_arg()))
     response.headers["Cache-Control"] = "no-store"
     return response
 

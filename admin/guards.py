@@ -44,3 +44,13 @@ def form_errors(form: FlaskForm, exc: ValidationError) -> None:
             target.errors = [*errors, message]
         else:
             flash(message, "error")
+
+
+MAX_PAGE = 100_000
+
+
+def page_arg() -> int:
+    """?page=N for a list: 1 when missing or not a number, at most MAX_PAGE (a page of 10**39
+    is no page, and its offset would not fit the database)."""
+    page = request.args.get("page", 1, type=int) or 1
+    return min(max(page, 1), MAX_PAGE)

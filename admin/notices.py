@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 
 from admin import bp
 from admin.forms import ActionForm, AnswerForm, HideForm, NoticeForm, ReasonForm
-from admin.guards import form_errors, login_required, me
+from admin.guards import form_errors, login_required, me, page_arg
 from server.labels import ACTION_LABELS, STATUS_LABELS
 from server.models import (
     Category,
@@ -199,7 +199,7 @@ def notice_list() -> str:
     region_id = args.get("region", type=int)
     region = next((r for r in tree if r.id == region_id), None)
     q = (args.get("q") or "").strip()[:100]
-    page = max(args.get("page", 1, type=int) or 1, 1)
+    page = page_arg()
     rows, total = notices.list_notices(
         user,
         status=status or None,
@@ -546,7 +546,7 @@ def notice_action(notice_id: int, action: str) -> Response | tuple[str, int]:
 @login_required
 def review_queue() -> str:
     user = me()
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = page_arg()
     total = notices.review_count(user)
     pages = max((total + REVIEW_PER_PAGE - 1) // REVIEW_PER_PAGE, 1)
     page = min(page, pages)

@@ -31,7 +31,8 @@ from admin.forms_people import (
     UserCreateForm,
     UserEditForm,
 )
-from admin.guards import form_errors, login_required, me
+from admin.guards import form_errors, login_required, me, page_arg
+from server.api.envelope import YEARS
 from server.extensions import db
 from server.i18n import LANG_COOKIE
 from server.models import AuditEvent, Region, Role, RoleGrant, User
@@ -560,13 +561,16 @@ def audit_log() -> Page:
         SelectChoice("", _("All")),
         *(SelectChoice(k, str(v)) for k, v in ENTITY_LABELS.items()),
     ]
-    try:
-        page = max(1, int(request.args.get("page", "1")))
-    except ValueError:
-        page = 1
+    page = page_arg()
     filters: dict[str, Any] = {}
     if form.validate():  # bad filters (an unknown entity, a malformed date) show as errors
         since, until = form.since.data, form.until.data
+        for field in (form.since, form.until):
+            if field.data and not YEARS[0] <= field.data.year <= YEARS[1]:
+                field.errors = [_("Choose a day between the years %(low)s and %(high)s.",
+                                  low=YEARS[0], high=YEARS[1])]
+                since = until = None
+                filters = {}
         filters = {
             "entity": form.entity.data or None,
             "action": (form.action.data or "").strip() or None,

@@ -6,10 +6,17 @@ import os
 from typing import Any
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter, Map
 
 from server import auth, cli, database, errors, headers, i18n, logs, metrics, realtime, scheduler
 from server.config import Config, finish_config
 from server.extensions import csrf, db, limiter, migrate
+
+
+class BoundedInt(IntegerConverter):
+    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -25,6 +32,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config.update(config)
     finish_config(app.config, app.instance_path)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese as text, not \uXXXX
+    # /things/<int:id> takes ids the database can hold: a larger one is a 404, not a 500.
+    app.url_map.converters["int"] = BoundedInt
     if app.config["PROXY_COUNT"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

@@ -7,10 +7,11 @@ import logging
 from flask import Flask, g, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from server import database
+from server.extensions import db
 from server.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,24 @@ def init_app(app: Flask) -> None:
             return json_error(code, message)
         return render_template("error.html", code=code, message=message), code
 
+    def _out_of_range(exc: Exception):  # type: ignore[no-untyped-def]
+        """The last line behind the parsers (server/api/envelope.py, the bounded <int:>): a
+        value the database or the calendar cannot hold is the client's mistake, a 400, and
+        nothing was saved."""
+        db.session.rollback()
+        log.warning("out-of-range input on %s %s: %s", request.method, request.path,
+                    str(exc).splitlines()[0][:200])
+        message = _("A value in the request is out of range.")
+        if wants_json():
+            return json_error(400, message)
+        return render_template("error.html", code=400, message=message), 400
+
+    app.register_error_handler(OverflowError, _out_of_range)
+
     @app.errorhandler(SQLAlchemyError)
     def _database(exc: SQLAlchemyError):  # type: ignore[no-untyped-def]
+        if isinstance(exc, DataError):  # "integer out of range", "date/time field value …"
+            return _out_of_range(exc)
         reason = database.unavailable_reason(exc)
         if reason is None:
             return _unexpected(exc)

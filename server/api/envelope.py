@@ -26,6 +26,9 @@ from flask_babel import gettext as _
 
 from server.services.errors import ServiceError, ValidationError
 
+INT_MAX = 2**31 - 1  # the database's INTEGER: a larger id or number is refused, not a 500
+YEARS = (1970, 2200)  # times outside are refused (year 1 or 9999 has no UTC in some zones)
+
 
 class BadRequest(ServiceError):
     """400: the request is malformed; `errors` (when given) names the offending parts."""
@@ -78,6 +81,8 @@ def json_body(allowed: Iterable[str], *, required: bool = True) -> dict[str, Any
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(_("The body is not valid JSON: %(error)s", error=str(exc))) from None
+    except RecursionError:  # JSON nested thousands deep: no field of ours is
+        raise BadRequest(_("The body is nested too deeply.")) from None
     if not isinstance(data, dict):
         raise BadRequest(_("The body must be a JSON object."))
     allowed = set(allowed)
@@ -118,6 +123,9 @@ class Fields:
         if isinstance(value, bool) or not isinstance(value, int):
             self.errors[name] = _("Must be a whole number.")
             return default
+        if not -INT_MAX <= value <= INT_MAX:
+            self.errors[name] = _("Out of range.")
+            return default
         return value
 
     def optional_integer(self, name: str) -> int | None:
@@ -135,6 +143,10 @@ class Fields:
     def key(self, name: str) -> str | int | None:
         """A reference by key (string) or id (whole number)."""
         value = self.data.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) \
+                and not -INT_MAX <= value <= INT_MAX:
+            self.errors[name] = _("Out of range.")
+            return None
         if value is None or (isinstance(value, str | int) and not isinstance(value, bool)):
             return value
         self.errors[name] = _("Must be a string.")
@@ -154,6 +166,9 @@ class Fields:
         ):
             self.errors[name] = _("Must be a list of whole numbers.")
             return []
+        if not all(-INT_MAX <= v <= INT_MAX for v in value):
+            self.errors[name] = _("Out of range.")
+            return []
         return list(value)
 
     def time(self, name: str) -> datetime | None:
@@ -166,6 +181,10 @@ class Fields:
             return None
         try:
             return parse_time(value)
+        except OutOfRange:
+            self.errors[name] = _("Must be a time between the years %(low)s and %(high)s.",
+                                  low=YEARS[0], high=YEARS[1])
+            return None
         except ValueError:
             self.errors[name] = _("Must be an ISO 8601 time such as 2025-03-01T09:00:00+08:00.")
             return None
@@ -184,18 +203,19 @@ def query_int(name: str, default: int, *, low: int = 1, high: int | None = None)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = int(raw) if len(raw) <= 12 else int("x")  # a page of 10**39 is no page
     except ValueError:
         raise BadRequest(
             _("The parameter %(name)s must be a whole number.", name=name),
             {name: _("Must be a whole number.")},
         ) from None
+    high = INT_MAX if high is None else high
     if value < low:
         raise BadRequest(
             _("The parameter %(name)s must be at least %(n)s.", name=name, n=low),
             {name: _("At least %(n)s.", n=low)},
         )
-    return min(value, high) if high is not None else value
+    return min(value, high)
 
 
 # --- times -----------------------------------------------------------------------------------
@@ -205,9 +225,17 @@ def local_zone() -> ZoneInfo:
     return ZoneInfo(current_app.config.get("BABEL_DEFAULT_TIMEZONE") or "Asia/Shanghai")
 
 
+class OutOfRange(ValueError):
+    """A time outside YEARS."""
+
+
 def parse_time(text: str) -> datetime:
-    """ISO 8601 → naive UTC. Without an offset the time is local (the county's zone)."""
+    """ISO 8601 → naive UTC. Without an offset the time is local (the county's zone). Raises
+    ValueError when it is not a time, OutOfRange outside YEARS (year 1 or 9999 has no UTC
+    equivalent in some zones, and no notice or alert is dated then)."""
     value = datetime.fromisoformat(text.strip())
+    if not YEARS[0] <= value.year <= YEARS[1]:
+        raise OutOfRange(text)
     if value.tzinfo is None:
         value = value.replace(tzinfo=local_zone())
     return value.astimezone(UTC).replace(tzinfo=None)

@@ -216,7 +216,10 @@ def parse_date(value: str, path: str) -> datetime:
             "with a time zone)", path)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as e:
+        if not 1970 <= parsed.year <= 2200:  # year 1 or 9999 has no UTC in some zones
+            raise ValueError("the year must be between 1970 and 2200")
+        parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as e:
         raise CapError(f"{path}: bad date {value!r} ({e})", path) from None
     return parsed.replace(microsecond=0)
 
