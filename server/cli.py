@@ -94,6 +94,12 @@ def demo(ctx: click.Context, then_serve: bool, host: str, port: int, player: boo
     """Create the database and fill it with a demo county (once); print the logins."""
     from server import demo as demo_data
 
+    if current_app.config.get("ENV") == "production":
+        raise click.ClickException(
+            "cunping demo makes accounts whose password is printed in the README: it does not "
+            "run with CUNPING_ENV=production. Use `cunping create-admin` on a production "
+            "instance.")
+
     _upgrade()
     created = demo_data.load()
     _demo_alert_key()

@@ -6,6 +6,7 @@ instance folder; in production (CUNPING_ENV=production) a missing SECRET_KEY sto
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from datetime import timedelta
@@ -119,8 +120,10 @@ class Config:
 
 
 def finish_config(config: dict[str, Any], instance_path: str) -> None:
-    """Fill what depends on the instance folder: the database path and the secret key."""
-    Path(instance_path).mkdir(parents=True, exist_ok=True)
+    """Fill what depends on the instance folder: the database path and the secret key. The
+    folder is made for the service user alone (0700), the SQLite file too (0600): it holds the
+    password hashes and the screens' token hashes."""
+    _private_dir(Path(instance_path))
     if not config.get("SQLALCHEMY_DATABASE_URI"):
         config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + str(Path(instance_path) / "cunping.db")
     uri = config["SQLALCHEMY_DATABASE_URI"]
@@ -148,6 +151,21 @@ def finish_config(config: dict[str, Any], instance_path: str) -> None:
                 "print(secrets.token_hex(32))')."
             )
         config["SECRET_KEY"] = _instance_secret(Path(instance_path) / "secret_key")
+    default_database = Path(instance_path) / "cunping.db"
+    if config["SQLALCHEMY_DATABASE_URI"] == "sqlite:///" + str(default_database):
+        _private_file(default_database)
+
+
+def _private_dir(path: Path) -> None:
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True)
+
+
+def _private_file(path: Path) -> None:
+    """Create `path` empty, readable by this user only, unless it exists (SQLite then makes
+    its -wal and -shm files with the same mode)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _instance_secret(path: Path) -> str:

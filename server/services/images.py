@@ -63,11 +63,15 @@ def save_upload(actor: User, stream: IO[bytes], original_name: str = "") -> Imag
         picture.mode in ("RGBA", "LA", "P") and "transparency" in picture.info
     ) or picture.mode in ("RGBA", "LA")
     out = io.BytesIO()
+    clean = picture.convert("RGBA" if has_alpha else "RGB")
+    # Only the pixels leave: no EXIF (a phone's GPS position, its owner), no JPEG comment, no
+    # PNG text, no ICC profile (pictures here are shown on TVs and phones in sRGB anyway).
+    clean.info = {}
     if has_alpha:
-        picture.convert("RGBA").save(out, "PNG", optimize=True)
+        clean.save(out, "PNG", optimize=True)
         ext, mime = "png", "image/png"
     else:
-        picture.convert("RGB").save(out, "JPEG", quality=85, optimize=True)
+        clean.save(out, "JPEG", quality=85, optimize=True)
         ext, mime = "jpg", "image/jpeg"
     encoded = out.getvalue()
     digest = hashlib.sha256(encoded).hexdigest()

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import gzip
 import hashlib
 import hmac
 import re
 import secrets
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import not_, or_, select
+from sqlalchemy import func, not_, or_, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from server.extensions import db
@@ -22,7 +25,8 @@ from server.services import audit, permissions, sessions
 from server.services.errors import NotFound, PermissionDenied, ValidationError
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,64}$")
-PASSWORD_MIN = 8
+PASSWORD_MIN = 10
+COMMON_PASSWORDS = Path(__file__).resolve().parent.parent / "data" / "common-passwords.txt.gz"
 # Checked against when the username is unknown, so a miss costs as long as a wrong password.
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
@@ -35,7 +39,15 @@ def get(user_id: int) -> User:
 
 
 def by_username(username: str) -> User | None:
-    return db.session.scalar(select(User).where(User.username == username))
+    """The user of this name, whatever its case: `Admin` and `admin` are one user."""
+    return db.session.scalar(
+        select(User).where(func.lower(User.username) == (username or "").lower()))
+
+
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    with gzip.open(COMMON_PASSWORDS, "rt", encoding="utf-8") as fh:
+        return frozenset(line.strip() for line in fh if line.strip())
 
 
 def authenticate(username: str, password: str) -> User | None:
@@ -51,9 +63,17 @@ def authenticate(username: str, password: str) -> User | None:
     return user
 
 
-def _check_password(password: str) -> str | None:
-    if len(password or "") < PASSWORD_MIN:
+def _check_password(password: str, username: str = "") -> str | None:
+    """Why `password` will not do, or None: at least PASSWORD_MIN characters, not the username
+    (nor containing it), not one of the common passwords shipped in server/data."""
+    password = password or ""
+    if len(password) < PASSWORD_MIN:
         return _("A password needs at least %(n)s characters.", n=PASSWORD_MIN)
+    name = (username or "").strip().lower()
+    if name and name in password.lower():
+        return _("A password must not contain the username.")
+    if password.lower() in _common_passwords():
+        return _("This password is one of the most common ones: choose another.")
     return None
 
 
@@ -137,7 +157,7 @@ def new_user_errors(username: str, password: str, display_name: str = "") -> dic
         errors["username"] = _("3–64 letters, digits, '.', '_' or '-'.")
     elif by_username(username) is not None:
         errors["username"] = _("The username %(name)s is taken.", name=username)
-    if (msg := _check_password(password)) is not None:
+    if (msg := _check_password(password, username)) is not None:
         errors["password"] = msg
     if len(display_name or "") > 80:
         errors["display_name"] = _("At most %(max)s characters.", max=80)
@@ -205,7 +225,7 @@ def update(
         raise PermissionDenied(_("You may not change this user."))
     if user.id == actor.id and not active:
         raise ValidationError({"active": _("You cannot deactivate yourself.")})
-    if password and (msg := _check_password(password)) is not None:
+    if password and (msg := _check_password(password, user.username)) is not None:
         raise ValidationError({"password": msg})
     _check_grants(actor, grants)
     wanted = {(role, region.id) for role, region in grants}
@@ -241,7 +261,7 @@ def update(
 def change_password(user: User, old: str, new: str) -> None:
     if not check_password_hash(user.password_hash, old or ""):
         raise ValidationError({"old_password": _("The current password is wrong.")})
-    if (msg := _check_password(new)) is not None:
+    if (msg := _check_password(new, user.username)) is not None:
         raise ValidationError({"password": msg})
     user.password_hash = generate_password_hash(new)
     audit.record(user, "user", user.id, "password")
