@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 
 from server.extensions import db
 from server.models import Notice
+from server.services.errors import ValidationError
 from tests.conftest import AuthActions, World
 from tests.test_api_alerts import auth_for
 
@@ -93,3 +94,40 @@ def test_a_cap_file_with_a_date_out_of_range_is_refused(app: Flask, world: World
 </alert>"""
     with pytest.raises(cap.CapError):
         cap.parse_cap(xml)
+
+
+def test_another_towns_picture_cannot_be_put_in_a_notice(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    """Image ids are sequential: a guessed id of another town's upload is refused like an
+    unknown one; one's own, a colleague's in the region, and a notice's own pictures are not."""
+    import io as _io
+
+    from PIL import Image as PILImage
+
+    from server.services import images, notices
+    from server.services.notices import NoticeInput
+
+    def upload(user: Any, shade: int) -> Any:
+        out = _io.BytesIO()
+        PILImage.new("RGB", (20, 20), (10, shade, 10)).save(out, "PNG")  # each its own
+        out.seek(0)
+        return images.save_upload(user, out, "p.png")
+
+    from server.models import Role
+
+    other_town_editor = World.user("t2editor", Role.EDITOR, world.other_town)
+    theirs = upload(other_town_editor, 100)
+    mine = upload(world.village_editor, 150)
+    for image, allowed in ((theirs, False), (mine, True)):
+        body = NoticeInput(title="图", body="图", category="notice", targets=["V11"],
+                           image_ids=[image.id])
+        if allowed:
+            notices.create(world.village_editor, body)
+        else:
+            with pytest.raises(ValidationError, match=r"images"):
+                notices.create(world.village_editor, body)
+            db.session.rollback()
+    # The town editor covers the village: the village editor's picture is in its regions.
+    notices.create(world.town_editor, NoticeInput(
+        title="图2", body="图", category="notice", targets=["T1"], image_ids=[mine.id]))

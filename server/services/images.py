@@ -15,7 +15,9 @@ from PIL import ImageOps, UnidentifiedImageError
 from sqlalchemy import select
 
 from server.extensions import db
-from server.models import Image, User
+from server.models import Image, Revision, Role, User
+from server.models.notices import RevisionImage
+from server.services import permissions
 from server.services.errors import ValidationError
 
 ALLOWED_FORMATS = {"JPEG", "PNG", "GIF", "WEBP", "BMP"}
@@ -96,6 +98,22 @@ def save_upload(actor: User, stream: IO[bytes], original_name: str = "") -> Imag
     db.session.add(image)
     db.session.commit()
     return image
+
+
+def may_use(actor: User, image: Image) -> bool:
+    """Whether `actor` may put `image` in a notice: they uploaded it, or its uploader works
+    inside the actor's regions, or it is in a notice the actor can see (editing a colleague's
+    notice keeps its pictures). Another town's picture id, guessed, is refused."""
+    if image.uploaded_by_id == actor.id:
+        return True
+    uploader = db.session.get(User, image.uploaded_by_id) if image.uploaded_by_id else None
+    if uploader is not None and any(
+            permissions.covers(actor, Role.EDITOR, [g.region]) for g in uploader.grants):
+        return True
+    used_for = db.session.scalars(
+        select(Revision).join(RevisionImage, RevisionImage.revision_id == Revision.id)
+        .where(RevisionImage.image_id == image.id).limit(50))
+    return any(permissions.sees(actor, rev.targets) for rev in used_for)
 
 
 def path_of(image: Image) -> Path:

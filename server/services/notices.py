@@ -36,6 +36,7 @@ from server.models import (
 from server.models.base import utcnow
 from server.models.notices import RevisionImage, revision_targets
 from server.services import audit, permissions, revisions
+from server.services import images as image_service
 from server.services.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from server.services.markup import clean_text
 
@@ -378,7 +379,8 @@ def validate(actor: User, data: NoticeInput) -> tuple[Category, list[Region], li
     max_images = current_app.config["MAX_IMAGES_PER_NOTICE"]
     for image_id in list(data.image_ids or []):
         image = db.session.get(Image, int(image_id))
-        if image is None:
+        if image is None or not image_service.may_use(actor, image):
+            # (not "outside your regions": whether another town's picture id exists is theirs)
             errors["images"] = _("Unknown image %(id)s.", id=image_id)
         elif image not in images:
             images.append(image)
