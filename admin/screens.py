@@ -265,10 +265,7 @@ def screen_detail(screen_id: int) -> Page:
         form.region.errors = [_("Choose a region.")]
         return _detail_page(screen, form=form, status=422)
     try:
-        if (form.name.data or "").strip() != screen.name:
-            screen_service.rename(user, screen, form.name.data or "")
-        if region.id != screen.region_id:
-            screen_service.move(user, screen, region)
+        screen_service.change(user, screen, name=form.name.data or "", region=region)
     except ServiceError as exc:
         return _detail_page(screen, form=form, status=_rollback_failed(form, exc))
     flash(_("Screen %(name)s saved.", name=screen.name), "success")

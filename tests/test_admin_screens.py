@@ -250,12 +250,15 @@ def test_rename_and_move_are_audited(client: FlaskClient, auth: AuthActions, wor
     assert screen.name == "新名" and screen.region_id == world.village2.id
     assert audit_actions(screen.id) == ["create", "rename", "move"]
 
-    # Moving into another town: refused with the reason, the typed name kept.
-    resp = client.post(url, data={"csrf_token": csrf_token(client, url), "name": "新名",
+    # Moving into another town: refused with the reason, the typed name kept in the form —
+    # and not saved: a refused form changes nothing.
+    resp = client.post(url, data={"csrf_token": csrf_token(client, url), "name": "又一个名字",
                                   "region": str(world.other_village.id)})
     assert resp.status_code == 422
-    assert "outside your regions" in html(resp)
-    assert screen.region_id == world.village2.id
+    assert "outside your regions" in html(resp) and "又一个名字" in html(resp)
+    db.session.refresh(screen)
+    assert screen.region_id == world.village2.id and screen.name == "新名"
+    assert audit_actions(screen.id) == ["create", "rename", "move"]
     resp = client.post(url, data={"csrf_token": csrf_token(client, url), "name": "",
                                   "region": str(world.village2.id)})
     assert resp.status_code == 422 and "Give the screen a name" in html(resp)

@@ -199,6 +199,22 @@ def rename(actor: User, screen: Screen, name: str) -> Screen:
     return screen
 
 
+def change(actor: User, screen: Screen, *, name: str, region: Region) -> Screen:
+    """The screen page's form: a new name and a new region, both checked before either is
+    saved (a refused move must not leave the rename behind)."""
+    _require_scope(actor, screen.region)
+    renamed = (name or "").strip() != screen.name
+    if renamed:
+        _validate(name, screen.width, screen.height)
+    if region.id != screen.region_id:
+        _require_scope(actor, region)
+    if renamed:
+        rename(actor, screen, name)
+    if region.id != screen.region_id:
+        move(actor, screen, region)
+    return screen
+
+
 def move(actor: User, screen: Screen, region: Region) -> Screen:
     """Put the screen in another region; it reconnects to pick up that region's notices."""
     _require_scope(actor, screen.region)
