@@ -643,3 +643,17 @@ def test_admin_errors_use_the_same_friendly_page(en: FlaskClient, world: World) 
     html = response.get_data(as_text=True)
     assert "There is nothing at this address." in html
     assert 'href="/admin/"' in html and "public.css" in html
+
+
+def test_a_feedback_form_is_sent_once(en: FlaskClient, world: World) -> None:
+    """The same form token again (a replay, a bot reusing one page) is refused; a fresh form
+    from the same page load works."""
+    notice = publish(world)
+    token = views.form_token(notice.code, time.time() - 10)
+    first = _post(en, notice, "路灯什么时候修好？", token=token)
+    assert first.status_code == 303
+    again = _post(en, notice, "路灯到底什么时候修？", token=token)
+    assert again.status_code == 422 and "already" in again.get_data(as_text=True)
+    assert len(stored(notice)) == 1
+    assert _post(en, notice, "村口的路灯也坏了。").status_code == 303  # a new form
+    assert len(stored(notice)) == 2

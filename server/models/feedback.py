@@ -26,6 +26,8 @@ class Feedback(db.Model):  # type: ignore[name-defined,misc]
     body: Mapped[str] = mapped_column(Text)
     screen_code: Mapped[str | None] = mapped_column(String(16))
     client_hash: Mapped[str] = mapped_column(String(64), default="", index=True)
+    # The nonce of the form it came from: a form is sent once (a replayed token is refused).
+    form_nonce: Mapped[str | None] = mapped_column(String(24), unique=True)
     status: Mapped[str] = mapped_column(
         String(16), default="open", index=True
     )  # open|answered|hidden

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 import time
 from datetime import datetime
 from typing import Any
@@ -143,25 +144,31 @@ def _form_serializer() -> URLSafeSerializer:
 
 
 def form_token(code: str, issued_at: float | None = None) -> str:
-    """A signed token saying when the feedback form for notice `code` was served."""
+    """A signed token saying when the feedback form for notice `code` was served, with a
+    nonce of its own: a form is sent once (feedback.submit)."""
     issued = int(time.time() if issued_at is None else issued_at)
-    return str(_form_serializer().dumps({"c": code, "t": issued}))
+    return str(_form_serializer().dumps({"c": code, "t": issued, "n": secrets.token_urlsafe(12)}))
 
 
-def _check_form_token(code: str, token: str) -> str | None:
-    """None when the token is fine, else the reason to show the person."""
+def _check_form_token(code: str, token: str) -> tuple[str | None, str | None]:
+    """(None, the form's nonce) when the token is fine, else (the reason to show the person,
+    None)."""
+    expired = _("The form has expired. Please send your question again.")
     try:
         data = _form_serializer().loads(token or "")
     except BadSignature:
-        return _("The form has expired. Please send your question again.")
+        return expired, None
     if not isinstance(data, dict) or data.get("c") != code or not isinstance(data.get("t"), int):
-        return _("The form has expired. Please send your question again.")
+        return expired, None
+    nonce = data.get("n")
+    if not isinstance(nonce, str) or not 8 <= len(nonce) <= 24:
+        return expired, None
     age = time.time() - data["t"]
     if age > FORM_MAX_SECONDS or age < -60:
-        return _("The form has expired. Please send your question again.")
+        return expired, None
     if age < FORM_MIN_SECONDS:
-        return _("That was very fast. Please check your question and send it again.")
-    return None
+        return _("That was very fast. Please check your question and send it again."), None
+    return None, nonce
 
 
 def _app_links(notice: Notice) -> dict[str, str]:
@@ -314,7 +321,7 @@ def send_feedback(code: str) -> Any:
     if state == "withdrawn":
         errors = {"body": _("This notice was withdrawn; questions are closed.")}
         return _render_notice(notice, state, form=form, errors=errors, status=422)
-    problem = _check_form_token(notice.code, request.form.get("t", ""))
+    problem, nonce = _check_form_token(notice.code, request.form.get("t", ""))
     if problem:
         return _render_notice(notice, state, form=form, errors={"form": problem}, status=422)
     try:
@@ -325,6 +332,7 @@ def send_feedback(code: str) -> Any:
             contact=form["contact"],
             client_hash=_client_hash(),
             screen_code=screen,
+            form_nonce=nonce,
         )
     except ValidationError as exc:
         return _render_notice(notice, state, form=form, errors=exc.errors, status=422)

@@ -6,6 +6,7 @@ import re
 
 from flask_babel import gettext as _
 from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from server.extensions import db
@@ -31,10 +32,16 @@ def submit(
     contact: str = "",
     client_hash: str = "",
     screen_code: str | None = None,
+    form_nonce: str | None = None,
 ) -> Feedback:
-    """Store a resident's question after checking length, links and repetition."""
+    """Store a resident's question after checking length, links and repetition. A form (its
+    `form_nonce`) is sent once: the same token again is refused."""
     if notices.public_state(notice) == "not_published":
         raise Conflict(_("This notice is not published."))
+    if form_nonce and db.session.scalar(
+            select(Feedback.id).where(Feedback.form_nonce == form_nonce)) is not None:
+        raise ValidationError({"form": _("This form was sent already. Reload the page to ask "
+                                         "another question.")})
     body = clean_text(body or "").strip()
     name = clean_text(name or "").strip()
     contact = clean_text(contact or "").strip()
@@ -71,9 +78,15 @@ def submit(
         contact=contact,
         client_hash=client_hash,
         screen_code=screen_code,
+        form_nonce=form_nonce,
     )
     db.session.add(item)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:  # the same form sent twice at once: the other one was stored
+        db.session.rollback()
+        raise ValidationError({"form": _("This form was sent already. Reload the page to ask "
+                                         "another question.")}) from None
     return item
 
 
