@@ -414,3 +414,25 @@ def test_concurrent_bumps_get_distinct_increasing_revisions(app: Flask, world: W
     db.session.expire_all()
     assert revisions.current() == start + 40
     assert revisions.region_revision(world.village) == start + 40
+
+
+def test_one_address_cannot_fill_the_pairing_codes(
+    app: Flask, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood of pairing secrets from one client: capped per address (pending and per
+    minute), while another address — a real box elsewhere — still gets its code."""
+    monkeypatch.setattr(screen_service, "PAIRING_PER_ADDRESS", 5)
+    monkeypatch.setattr(screen_service, "PAIRING_PER_ADDRESS_MINUTE", 8)
+    for i in range(5):
+        screen_service.start_pairing(f"flood-secret-{i:04d}-abcdef", ip="198.51.100.7")
+    with pytest.raises(screen_service.ValidationError):
+        screen_service.start_pairing("flood-secret-9999-abcdef", ip="198.51.100.7")
+    # The same box asking again keeps its code (no new request).
+    assert screen_service.start_pairing("flood-secret-0001-abcdef", ip="198.51.100.7").code
+    assert screen_service.start_pairing("a-real-box-secret-000001", ip="203.0.113.5").code
+    # Per minute too: codes claimed (so no longer pending) still count for a minute.
+    monkeypatch.setattr(screen_service, "PAIRING_PER_ADDRESS", 100)
+    for i in range(5, 8):
+        screen_service.start_pairing(f"flood-secret-{i:04d}-abcdef", ip="198.51.100.7")
+    with pytest.raises(screen_service.ValidationError):
+        screen_service.start_pairing("flood-secret-8888-abcdef", ip="198.51.100.7")

@@ -66,6 +66,8 @@ class PairingRequest(db.Model):  # type: ignore[name-defined,misc]
     token: Mapped[str | None] = mapped_column(String(128))
     width: Mapped[int] = mapped_column(default=1920)
     height: Mapped[int] = mapped_column(default=1080)
+    # Where the player asked from: one address may hold only so many pending codes.
+    ip: Mapped[str] = mapped_column(String(45), default="", server_default="", index=True)
 
     screen: Mapped[Screen | None] = relationship()
 

@@ -129,7 +129,7 @@ class PlayerNamespace(socketio.Namespace):
         try:
             if not token and isinstance(auth.get("pairing"), str):
                 with self.app.app_context():
-                    self._pair(sid, auth)
+                    self._pair(sid, auth, client_ip(self.app, environ))
             else:
                 self._accept(sid, environ, auth, self._authenticate(token))
         except socketio.exceptions.ConnectionRefusedError:
@@ -202,10 +202,10 @@ class PlayerNamespace(socketio.Namespace):
                 snap = playlist.snapshot_at(entry.region_id, revision)
         return snap
 
-    def _pair(self, sid: str, auth: dict[str, Any]) -> None:
+    def _pair(self, sid: str, auth: dict[str, Any], ip: str | None) -> None:
         try:
             req = screen_service.start_pairing(
-                auth["pairing"], auth.get("width", 1920), auth.get("height", 1080)
+                auth["pairing"], auth.get("width", 1920), auth.get("height", 1080), ip
             )
         except ValidationError as exc:
             raise socketio.exceptions.ConnectionRefusedError(exc.message) from None

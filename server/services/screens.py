@@ -32,6 +32,10 @@ from server.services.notices import CODE_ALPHABET, CODE_LENGTH
 NAME_MAX = 80
 PAIRING_MINUTES = 15
 PAIRING_PENDING_MAX = 1000  # pending requests at once; more are refused (a flood, not screens)
+# One address (a village hall's boxes, or a whole county behind one NAT, pairing one by one):
+# at most this many codes pending, and this many new codes a minute.
+PAIRING_PER_ADDRESS = 50
+PAIRING_PER_ADDRESS_MINUTE = 20
 SIZE_MIN, SIZE_MAX = 160, 8192
 TOKEN_PREFIX = "cps_"
 STATE_KEYS = ("showing", "revision", "digest", "version", "uptime_s", "alert", "store_error",
@@ -273,9 +277,12 @@ def _clamp(value: Any, default: int) -> int:
     return value if isinstance(value, int) and SIZE_MIN <= value <= SIZE_MAX else default
 
 
-def start_pairing(secret: str, width: int = 1920, height: int = 1080) -> PairingRequest:
+def start_pairing(secret: str, width: int = 1920, height: int = 1080,
+                  ip: str | None = None) -> PairingRequest:
     """The pairing request of the player holding `secret`: the same pending code until it
-    expires, then a new one. A claimed request is returned as is (see `pairing_status`)."""
+    expires, then a new one. A claimed request is returned as is (see `pairing_status`). One
+    address holds at most PAIRING_PER_ADDRESS pending codes and gets at most
+    PAIRING_PER_ADDRESS_MINUTE new ones a minute: one client cannot fill the county's."""
     if not isinstance(secret, str) or not 16 <= len(secret) <= 200:
         raise ValidationError({"pairing": _("A pairing secret is 16 to 200 characters.")})
     now = utcnow()
@@ -298,6 +305,18 @@ def start_pairing(secret: str, width: int = 1920, height: int = 1080) -> Pairing
     if (pending or 0) >= PAIRING_PENDING_MAX:
         db.session.rollback()
         raise ValidationError({"pairing": _("Too many screens are waiting to be paired.")})
+    address = (ip or "")[:45]
+    if address:
+        here = db.session.scalar(select(db.func.count()).select_from(
+            _pending_query(now).where(PairingRequest.ip == address).subquery())) or 0
+        lately = db.session.scalar(select(db.func.count()).select_from(PairingRequest).where(
+            PairingRequest.ip == address,
+            PairingRequest.created_at >= now - timedelta(minutes=1))) or 0
+        if here >= PAIRING_PER_ADDRESS or lately >= PAIRING_PER_ADDRESS_MINUTE:
+            db.session.rollback()
+            raise ValidationError({"pairing": _(
+                "Too many pairing codes from this address: pair the screens waiting first, "
+                "or try again in a minute.")})
     code = _new_pairing_code(now)
     if req is None:
         req = PairingRequest(secret_hash=digest)
@@ -307,6 +326,7 @@ def start_pairing(secret: str, width: int = 1920, height: int = 1080) -> Pairing
     req.created_at = now
     req.expires_at = now + timedelta(minutes=PAIRING_MINUTES)
     req.width, req.height = _clamp(width, 1920), _clamp(height, 1080)
+    req.ip = address
     db.session.commit()
     return req
 
