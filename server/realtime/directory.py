@@ -32,6 +32,7 @@ from sqlalchemy import select
 from server.extensions import db
 from server.models import Region, RegionRevision, Screen
 from server.services import revisions
+from server.services.screens import SCREENS_COUNTER
 
 RELOAD_SECONDS = 60.0
 
@@ -63,13 +64,15 @@ class Directory:
         self._regions: dict[int, tuple[str, tuple[int, ...]]] = {}  # id -> (name, chain)
         self._revisions: dict[int, int] = {}  # region id -> revision of its last change
         self.counter = -1  # the global revision counter when the revisions were read
+        self.screens_counter = -1  # the screens' counter when the screens were read
         self.loaded_at = 0.0  # monotonic; 0: never loaded
 
     # -- loading (in an app context) ------------------------------------------------------
 
     def load(self) -> None:
-        """Read every screen in use, every region and the regions' revisions (four queries)."""
+        """Read every screen in use, every region and the regions' revisions (five queries)."""
         counter = revisions.current()
+        screens_counter = revisions.current(SCREENS_COUNTER)
         rows = db.session.execute(
             select(Screen.id, Screen.code, Screen.name, Screen.region_id, Screen.token_hash,
                    Screen.width, Screen.height, Screen.orientation)
@@ -94,6 +97,7 @@ class Directory:
                 if rev > self._revisions.get(rid, -1):
                     self._revisions[rid] = rev
             self.counter = max(self.counter, counter)
+            self.screens_counter = screens_counter
             self.loaded_at = time.monotonic()
 
     def ensure_loaded(self) -> None:
@@ -101,7 +105,10 @@ class Directory:
             self.load()
 
     def due(self) -> bool:
-        return time.monotonic() - self.loaded_at >= RELOAD_SECONDS
+        """Time for the periodic reload, or a screen was revoked, moved or given a new token
+        (by any process, the command line included) since the last one."""
+        return time.monotonic() - self.loaded_at >= RELOAD_SECONDS \
+            or revisions.current(SCREENS_COUNTER) != self.screens_counter
 
     def refresh(self) -> bool:
         """Read the regions changed since the counter last read (when it moved). True when

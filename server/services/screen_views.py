@@ -109,6 +109,7 @@ def reissue_token(actor: User, screen: Screen) -> str:
     screen.online = False
     screen.connected_sid = None
     audit.record(actor, "screen", screen.id, "token", detail={"prefix": prefix})
+    revisions.next_value(screen_service.SCREENS_COUNTER)
     db.session.commit()
     # The connection still running on the old token must end (the player hears "revoked").
     signals.screen_changed.send(

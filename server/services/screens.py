@@ -42,6 +42,13 @@ STATE_KEYS = ("showing", "revision", "digest", "version", "uptime_s", "alert", "
               "clock_offset_s")
 
 
+# Moved whenever a screen's token or region changes (revoke, move, new token): every server
+# process's directory reads it each second and reloads when it moved, so a revoke from the
+# command line or another process ends the connection here within seconds, with or without a
+# message queue (server/realtime/state.py).
+SCREENS_COUNTER = "screens"
+
+
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -231,6 +238,7 @@ def move(actor: User, screen: Screen, region: Region) -> Screen:
     audit.record(
         actor, "screen", screen.id, "move", detail={"from": old.code, "to": region.code}
     )
+    revisions.next_value(SCREENS_COUNTER)
     db.session.commit()
     _emit(
         signals.screen_changed, screen_id=screen.id, sid=sid, reason="moved", old_region_id=old.id
@@ -249,6 +257,7 @@ def revoke(actor: User | None, screen: Screen, reason: str = "") -> Screen:
     audit.record(
         actor, "screen", screen.id, "revoke", reason=reason, detail={"prefix": screen.token_prefix}
     )
+    revisions.next_value(SCREENS_COUNTER)
     db.session.commit()
     _emit(signals.screen_changed, screen_id=screen.id, sid=sid, reason="revoked",
           message=clean_text(reason or "").strip()[:200])
