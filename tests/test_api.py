@@ -216,7 +216,11 @@ def test_list_filters_and_paging(client: FlaskClient, world: World) -> None:
 
     p2 = editor.get("/notices?per_page=4&page=2").get_json()
     assert (p2["page"], p2["per_page"], p2["total"], len(p2["items"])) == (2, 4, 6, 2)
-    assert editor.get("/notices?per_page=1000").get_json()["per_page"] == 100
+    too_many = editor.get("/notices?per_page=1000")  # the spec's maximum is 100: refused
+    assert too_many.status_code == 400 and "per_page" in too_many.get_json()["error"]["fields"]
+    assert editor.get("/notices?per_page=100").get_json()["per_page"] == 100
+    unknown = editor.get("/notices?per_pge=5")  # a misspelt parameter is not ignored
+    assert unknown.status_code == 400 and "per_pge" in unknown.get_json()["error"]["fields"]
 
     assert editor.get("/notices?category=finance").get_json()["total"] == 5
     assert editor.get("/notices?status=submitted").get_json()["total"] == 1

@@ -176,7 +176,7 @@ def _answer(alert: Alert, status: int = 200) -> Response:
 def list_alerts() -> Response:
     """Alerts visible to the token's user, newest first."""
     user = api_user()
-    status = request.args.get("status") or None
+    status = request.args.get("status")
     if status is not None and status not in STATUS_FILTERS:
         raise BadRequest(_("Some query parameters are wrong."),
                          {"status": _("One of: %(values)s.", values=", ".join(STATUS_FILTERS))})

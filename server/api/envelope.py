@@ -198,7 +198,8 @@ class Fields:
 
 
 def query_int(name: str, default: int, *, low: int = 1, high: int | None = None) -> int:
-    """A whole-number query parameter; above `high` it is capped, below `low` refused."""
+    """A whole-number query parameter from `low` to `high` (the spec's minimum and maximum);
+    outside, refused."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
@@ -215,7 +216,12 @@ def query_int(name: str, default: int, *, low: int = 1, high: int | None = None)
             _("The parameter %(name)s must be at least %(n)s.", name=name, n=low),
             {name: _("At least %(n)s.", n=low)},
         )
-    return min(value, high)
+    if value > high:
+        raise BadRequest(
+            _("The parameter %(name)s must be at most %(n)s.", name=name, n=high),
+            {name: _("At most %(n)s.", n=high)},
+        )
+    return value
 
 
 # --- times -----------------------------------------------------------------------------------

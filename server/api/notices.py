@@ -62,7 +62,7 @@ def list_notices() -> Response:
     """Notices visible to the token's user, newest change first."""
     user = api_user()
     errors: dict[str, str] = {}
-    status = request.args.get("status") or None
+    status = request.args.get("status")
     if status is not None and status not in STATUS_FILTERS:
         errors["status"] = _("One of: %(values)s.", values=", ".join(STATUS_FILTERS))
     category = request.args.get("category") or None

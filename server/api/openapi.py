@@ -6,12 +6,14 @@ route on the blueprint is described here, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Response, request
+from flask_babel import gettext as _
 
 from server.api import bp
-from server.api.envelope import ok
+from server.api.envelope import BadRequest, ok
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -76,7 +78,7 @@ SCHEMAS: dict[str, Any] = {
             "name": STRING,
             "roles": {
                 "type": "array",
-                "items": {"type": "string", "enum": ["admin", "editor", "reviewer"]},
+                "items": {"type": "string", "enum": ["admin", "editor", "reviewer", "alert"]},
             },
             "grants": {
                 "type": "array",
@@ -85,7 +87,8 @@ SCHEMAS: dict[str, Any] = {
                     "type": "object",
                     "required": ["role", "region"],
                     "properties": {
-                        "role": {"type": "string", "enum": ["admin", "editor", "reviewer"]},
+                        "role": {"type": "string",
+                                 "enum": ["admin", "editor", "reviewer", "alert"]},
                         "region": _ref("RegionRef"),
                     },
                 },
@@ -536,7 +539,7 @@ PATHS: dict[str, Any] = {
                     "name": "per_page",
                     "in": "query",
                     "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 30},
-                    "description": "Larger values are capped at 100.",
+                    "description": "At most 100 (more is refused)."
                 },
             ],
             "responses": {
@@ -735,11 +738,13 @@ PATHS.update({
         "get": {
             "summary": "Emergency alerts visible to the token's user, newest first",
             "tags": ["alerts"],
+            "description": "For alert users and administrators only (403 for anyone else).",
             "parameters": [{"name": "status", "in": "query", "schema": ALERT_STATUS}],
             "responses": {
                 "200": _json(_list(_ref("AlertSummary")), "Alerts (at most 100)."),
                 "400": _err("BadRequest"),
                 "401": _err("Unauthorized"),
+                "403": _err("Forbidden"),
             },
         },
         "post": {
@@ -857,6 +862,51 @@ def spec(server_url: str = "/api/v1") -> dict[str, Any]:
             "responses": RESPONSES,
         },
     }
+
+
+def _flask_path(path: str) -> str:
+    """/notices/{ref}/submit → /notices/<ref>/submit (the spec's paths as the blueprint's)."""
+    return re.sub(r"\{(\w+)\}", r"<\1>", path)
+
+
+def _query_names() -> dict[tuple[str, str], frozenset[str]]:
+    """(blueprint rule, METHOD) → the query parameters the spec documents for it."""
+    names: dict[tuple[str, str], frozenset[str]] = {}
+    for path, item in PATHS.items():
+        for method, op in item.items():
+            params = [*item.get("parameters", []), *op.get("parameters", [])]
+            names[(_flask_path(path), method.upper())] = frozenset(
+                p["name"] for p in params if isinstance(p, dict) and p.get("in") == "query")
+    return names
+
+
+QUERY_NAMES = _query_names()
+
+
+def _every_operation_may_refuse() -> None:
+    """Every operation answers 400 to a query parameter it does not know (below)."""
+    for item in PATHS.values():
+        for op in item.values():
+            if isinstance(op, dict) and "responses" in op:
+                op["responses"].setdefault("400", _err("BadRequest"))
+
+
+_every_operation_may_refuse()
+
+
+@bp.before_request
+def _only_documented_query_parameters() -> None:
+    """A query parameter the spec does not name for this operation is refused (400), as an
+    unknown JSON field is: `?per_pge=5` silently ignored is a bug in the caller's code."""
+    rule = request.url_rule.rule if request.url_rule is not None else ""
+    known = QUERY_NAMES.get((rule.removeprefix("/api/v1"), request.method))
+    if known is None:
+        return
+    unknown = sorted(k for k in request.args if k not in known)
+    if unknown:
+        raise BadRequest(
+            _("Unknown query parameters: %(names)s.", names=", ".join(unknown)[:200]),
+            {k[:40]: _("Unknown parameter.") for k in unknown[:10]})
 
 
 @bp.get("/openapi.json")
