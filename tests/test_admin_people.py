@@ -192,7 +192,7 @@ def test_short_password_is_shown_on_the_form(
     auth.login("admin")
     response = client.post("/admin/users/new", data=_new_user_form(client, password="short"))
     assert response.status_code == 422
-    assert "at least 8 characters" in response.get_data(as_text=True)
+    assert "at least 10 characters" in response.get_data(as_text=True)
     assert users.by_username("liuhe2") is None
 
 
@@ -208,7 +208,7 @@ def test_every_problem_is_named_at_once(
     )
     html = response.get_data(as_text=True)
     assert response.status_code == 422
-    assert "is taken" in html and "at least 8 characters" in html
+    assert "is taken" in html and "at least 10 characters" in html
     assert "Choose a region for this role." in html
 
 

@@ -90,7 +90,7 @@ def test_create_admin_on_the_existing_root(app: Flask) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["boss", "--county-code", "C9", "--password", "short"], "8"),
+        (["boss", "--county-code", "C9", "--password", "short"], "10"),
         (["bad name!", "--county-code", "C9", "--password", "x" * 12], "username"),
         (["boss", "--region", "NOPE", "--password", "x" * 12], "NOPE"),
     ],
