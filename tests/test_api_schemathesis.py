@@ -1,7 +1,7 @@
 """The OpenAPI spec is the truth: schemathesis generates requests from /api/v1/openapi.json for
-every operation, as an administrator, an editor and an alert user of the demo county, and
-checks every answer against the spec (positive and negative cases) — no server error, every status code, content type, body
-and header documented, `Allow` on 405 — with zero failures.
+every operation, as an administrator, an editor and an alert user of the demo county, valid
+and invalid ones, and checks every answer against the spec — no server error, every status
+code, content type, body and header documented, `Allow` on 405 — with zero failures.
 
 Left out, and why: `positive_data_acceptance` ("schema-valid data must be accepted"). The spec
 cannot say which region, category or image codes exist, so schema-valid references to ones
