@@ -31,7 +31,7 @@ EXAMPLES = 25  # per operation and user
 def county() -> Iterator[tuple[Flask, dict[str, str]]]:
     with tempfile.TemporaryDirectory() as folder:
         app = create_app({"INSTANCE_PATH": folder, "SECRET_KEY": "s" * 40,
-                          "RATELIMIT_ENABLED": False, "PUBLIC_BASE_URL": "http://cp.test",
+                          "RATELIMIT_STORAGE_URI": "memory://", "PUBLIC_BASE_URL": "http://cp.test",
                           "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder}/st.db"})
         with app.app_context():
             from flask_migrate import upgrade
