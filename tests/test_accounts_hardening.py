@@ -14,12 +14,16 @@ import pytest
 from flask import Flask
 from PIL import Image as PILImage
 from PIL import PngImagePlugin
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from server import create_app
+from server.extensions import db
+from server.models import User
 from server.services import images, users
 from server.services.errors import ValidationError
 from tests.conftest import PASSWORD, World
-from tests.test_cli import CUNPING, _env
+from tests.test_cli import CUNPING, _env, run
 
 
 @pytest.mark.parametrize("password, why", [
@@ -52,6 +56,42 @@ def test_usernames_are_one_whatever_their_case(world: World) -> None:
     with pytest.raises(ValidationError):
         users.create(world.admin, "Admin", "a-fine-password-7")
     assert users.authenticate("ADMIN", PASSWORD) == world.admin
+
+
+def test_the_database_holds_one_user_per_name_whatever_its_case(
+    app: Flask, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two requests creating `Wang` and `wang` at once both pass the service's look-up: the
+    unique index on lower(username) refuses the second, and the service says why (no 500)."""
+    db.session.add(User(username="ADMIN", password_hash="x"))
+    with pytest.raises(IntegrityError):
+        db.session.flush()
+    db.session.rollback()
+    monkeypatch.setattr(users, "by_username", lambda name: None)  # the look-up raced
+    with pytest.raises(ValidationError) as refused:
+        users.create(world.admin, "Admin", "a-fine-password-7")
+    assert "username" in refused.value.errors
+    assert db.session.scalar(select(func.count()).select_from(User).where(
+        func.lower(User.username) == "admin")) == 1
+
+
+def test_the_migration_names_users_whose_names_differ_only_in_case(app: Flask) -> None:
+    """A database from before the rule may hold `Wang` and `wang`: the upgrade stops, naming
+    them, and goes through once one is renamed."""
+    assert run(app, "db", "downgrade", "0012")[0] == 0
+    db.session.add_all([User(username="Wang", password_hash="x"),
+                        User(username="wang", password_hash="x")])
+    db.session.commit()
+    code, out = run(app, "db", "upgrade")
+    assert code == 1 and "wang (2 users)" in out
+    db.session.remove()
+    db.session.execute(update(User).where(User.username == "Wang").values(username="wang2"))
+    db.session.commit()
+    assert run(app, "db", "upgrade")[0] == 0
+    db.session.add(User(username="WANG", password_hash="x"))
+    with pytest.raises(IntegrityError):
+        db.session.commit()
+    db.session.rollback()
 
 
 def test_the_demo_refuses_production(tmp_path: Path) -> None:
