@@ -70,3 +70,19 @@ def test_no_admin_template_has_inline_script_or_handlers() -> None:
         for match in INLINE.finditer(text):
             bad.append(f"{path.relative_to(root)}: {match.group(0)}")
     assert bad == []
+
+
+def test_nginx_answers_for_itself_with_the_same_policy() -> None:
+    """deploy/nginx-cunping.conf sends the admin's policy on its own answers (404s, 502s): the
+    same text as server/headers.py's, so that changing one without the other fails here."""
+    import re
+    from pathlib import Path
+
+    from server.headers import POLICY
+
+    conf = (Path(__file__).resolve().parent.parent / "deploy/nginx-cunping.conf").read_text()
+    block = re.search(r"map \$upstream_http_content_security_policy \$cunping_csp \{(.*?)\}",
+                      conf, re.S)
+    assert block is not None
+    assert re.search(r"''\s+\"([^\"]*)\";", block.group(1)).group(1) == POLICY  # type: ignore[union-attr]
+    assert "add_header Content-Security-Policy $cunping_csp always;" in conf
