@@ -55,13 +55,14 @@ ENTITY_LABELS = {
     "token": _l("API token"),
     "feedback": _l("Feedback"),
     "login": _l("Login"),
+    "session": _l("Session"),
     "screen": _l("Screen"),
 }
 # Offered as suggestions in the audit filter (any action may be typed).
 KNOWN_ACTIONS = (
     "create", "edit", "revise", "reopen", "submit", "approve", "reject", "schedule", "publish",
     "withdraw", "expire", "skip", "update", "password", "revoke", "activate", "deactivate",
-    "answer", "hide", "failed",
+    "answer", "hide", "failed", "login", "end_session", "end_sessions",
 )
 
 

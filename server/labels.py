@@ -48,6 +48,10 @@ ACTION_LABELS = {
     "revoke": _l("revoked"),
     "token": _l("new token issued"),
     "screenshot": _l("screenshot requested"),
+    # admin sessions
+    "login": _l("logged in"),
+    "end_session": _l("session ended"),
+    "end_sessions": _l("sessions ended"),
     # emergency alerts
     "issue": _l("alert issued"),
     "confirm": _l("alert confirmed"),

@@ -6,14 +6,17 @@ expire; the remember cookie is HttpOnly, SameSite=Lax and Secure where cookies a
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from flask import Flask, g
 from flask.testing import FlaskClient
 
+from server import create_app
 from server.extensions import db
 from server.models import AuditEvent, UserSession
 from server.services import users
-from tests.conftest import PASSWORD, AuthActions, World, _csrf_from
+from tests.conftest import PASSWORD, AuthActions, World, _config, _csrf_from
+from tests.test_api_alerts import auth_for
 
 
 def forget_cached_user() -> None:
@@ -60,6 +63,73 @@ def test_a_copied_cookie_is_worthless_after_logout(app: Flask, world: World) -> 
     AuthActions(client).logout()
     assert not logged_in(client)
     assert not logged_in(other)
+
+
+def test_a_logout_on_one_process_ends_the_session_on_another(
+    app: Flask, world: World, tmp_path: Path
+) -> None:
+    """Two server processes on one database (here: two apps, nothing shared but the database
+    and the secret key): a logout through one ends the session, and its remember cookie, for
+    the other at its next request."""
+    other = create_app({**_config(tmp_path / "other", app.config["SQLALCHEMY_DATABASE_URI"]),
+                        "SECRET_KEY": app.config["SECRET_KEY"]})
+    try:
+        client = login(app, remember=True)
+        session, remember = client.get_cookie("session"), client.get_cookie("remember_token")
+        assert session is not None and remember is not None
+        there, there_remembered = other.test_client(), other.test_client()
+        there.set_cookie("session", session.value)
+        there_remembered.set_cookie("remember_token", remember.value)
+        assert there.get("/admin/").status_code == 200
+        assert there_remembered.get("/admin/").status_code == 200
+        forget_cached_user()
+        AuthActions(client).logout()
+        assert there.get("/admin/").status_code == 302
+        fresh = other.test_client()
+        fresh.set_cookie("remember_token", remember.value)
+        assert fresh.get("/admin/").status_code == 302
+    finally:
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+def test_logging_in_and_ending_sessions_are_audited(app: Flask, world: World) -> None:
+    mine, phone, office = login(app), login(app), login(app)
+    first = db.session.query(UserSession).order_by(UserSession.id).first()
+    assert first is not None
+    phone_row = db.session.query(UserSession).order_by(UserSession.id).all()[1]
+    assert post(mine, f"/admin/account/sessions/{phone_row.id}/end") == 302
+    assert post(mine, "/admin/account/sessions/end-others") == 302
+    forget_cached_user()
+    AuthActions(mine).logout()
+    events = db.session.query(AuditEvent).filter_by(entity="session").order_by(
+        AuditEvent.id).all()
+    assert [e.action for e in events] == ["login"] * 3 + ["end_session", "end_sessions",
+                                                          "end_session"]
+    assert all(e.user_id == world.admin.id for e in events)
+    assert events[3].detail == {"session": phone_row.id, "reason": "ended"}
+    assert events[4].detail["count"] == 1 and events[4].detail["reason"] == "ended"
+    assert events[5].detail == {"session": first.id, "reason": "logout"}
+    assert not logged_in(office) and not logged_in(phone)
+    reader = login(app)  # the audit log names them as people read them
+    html = reader.get("/admin/audit?entity=session&lang=en").get_data(as_text=True)
+    for label in ("logged in", "session ended", "sessions ended"):
+        assert f"<td>{label}</td>" in html
+
+
+def test_api_tokens_outlive_logouts_and_password_changes(app: Flask, world: World) -> None:
+    """A county platform's token is not a browser session: logging out or changing the
+    password leaves it working (it is revoked on the account page, on its own)."""
+    headers = auth_for(world.admin)
+    client = login(app)
+    assert post(client, "/admin/account/password", {
+        "old_password": PASSWORD, "password": "a-new-password-9", "password2": "a-new-password-9",
+    }) in (302, 200)
+    forget_cached_user()
+    AuthActions(client).logout()
+    forget_cached_user()
+    assert app.test_client().get("/api/v1/me", headers=headers).status_code == 200
 
 
 def test_the_remember_cookie_dies_with_its_session(app: Flask, world: World) -> None:

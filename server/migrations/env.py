@@ -1,8 +1,10 @@
 import logging
+import warnings
 from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
+from sqlalchemy.exc import SAWarning
 
 from server.database import unlimited
 
@@ -14,6 +16,16 @@ config = context.config
 # This line sets up loggers basically.
 fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger('alembic.env')
+
+# SQLite's dialect cannot read back an index on an expression (users' lower(username)) and
+# says so, and autogenerate then says it leaves such indexes alone: expected on SQLite, where
+# `cunping db check` compares everything else (on PostgreSQL it compares these too).
+warnings.filterwarnings(
+    'ignore', message='Skipped unsupported reflection of expression-based index',
+    category=SAWarning)
+warnings.filterwarnings(
+    'ignore', message='autogenerate skipping metadata-specified expression-based index',
+    category=UserWarning)
 
 
 def get_engine():

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.extensions import db
@@ -71,6 +71,11 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
 
     def __repr__(self) -> str:
         return f"<User {self.username}>"
+
+
+# One user per name whatever its case (`Admin` is `admin`): the database holds to it even when
+# two requests create the same name at once, and looking a name up at login uses this index.
+Index("uq_users_username_lower", func.lower(User.username), unique=True)
 
 
 class RoleGrant(db.Model):  # type: ignore[name-defined,misc]

@@ -15,6 +15,7 @@ from typing import Any
 from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, not_, or_, select
+from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from server.extensions import db
@@ -189,7 +190,12 @@ def create(
     )
     user.grants = [RoleGrant(role=role, region=region) for role, region in grants]
     db.session.add(user)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except IntegrityError:  # the same name, in any case, created a moment ago (the index)
+        db.session.rollback()
+        raise ValidationError(
+            {"username": _("The username %(name)s is taken.", name=username)}) from None
     audit.record(
         actor,
         "user",

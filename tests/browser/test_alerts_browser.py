@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect
 
+from tests.browser.test_csp_browser import watch_policy
 from tests.browser.test_main_path import log_in
 from tests.live import LivePlayer, LiveServer, wait_until
 
@@ -33,6 +34,7 @@ def test_issue_deliver_and_cancel_an_alert(
     player.start()
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
     page = context.new_page()
+    violations = watch_policy(page)  # the alert page's poll runs under the admin's policy
     try:
         wait_until(lambda: any(f.get("showing") for f in player.frames_log()) or
                    len(player.frames_log()) > 1, 30, what="the player's first frames")
@@ -80,6 +82,7 @@ def test_issue_deliver_and_cancel_an_alert(
         mobile.reload()
         expect(mobile.locator("#ended")).to_be_visible()
         phone.close()
+        assert violations == []
     finally:
         context.close()
         player.stop()

@@ -407,10 +407,13 @@ def test_rate_limits_are_shared_through_redis_and_only_nginx_is_trusted_for_addr
 
 
 def test_every_answer_through_nginx_refuses_framing_once(deployment: Deployment) -> None:
-    """nginx sends the security headers on its own answers (a 404 for /metrics) and on the
-    app's, without a second copy of the app's."""
+    """nginx sends the security headers on its own answers (a 404 for /metrics: the admin's
+    whole policy) and on the app's (the app's own policy, once), never a second copy."""
+    from server.headers import POLICY
+
     base = deployment.cluster.url("nginx")
-    for path in ("/admin/login", "/metrics", "/n/nope", "/healthz"):
+    for path, policy in (("/admin/login", POLICY), ("/metrics", POLICY),
+                         ("/n/nope", "script-src 'none'"), ("/healthz", POLICY)):
         try:
             with urllib.request.urlopen(base + path, timeout=10) as resp:
                 headers = resp.headers
@@ -419,8 +422,8 @@ def test_every_answer_through_nginx_refuses_framing_once(deployment: Deployment)
         assert headers.get_all("X-Frame-Options") == ["DENY"], path
         assert headers.get_all("X-Content-Type-Options") == ["nosniff"], path
         assert headers.get_all("Referrer-Policy") == ["same-origin"], path
-        assert any("frame-ancestors 'none'" in p
-                   for p in headers.get_all("Content-Security-Policy") or []), path
+        [csp] = headers.get_all("Content-Security-Policy")
+        assert policy in csp and "frame-ancestors 'none'" in csp, path
 
 
 def test_the_processes_log_no_errors(deployment: Deployment) -> None:
