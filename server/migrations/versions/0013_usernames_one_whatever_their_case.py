@@ -3,7 +3,7 @@
 Refuses to run, naming them, while two users' names differ only in case: the operator renames
 one of each pair (the older versions of Cunping allowed them) and runs the upgrade again.
 
-Revision ID: 0005
+Revision ID: 0013
 Revises: 0012
 Create Date: 2026-12-05 06:20:00
 
@@ -13,7 +13,7 @@ from alembic import op
 
 
 # revision identifiers, used by Alembic.
-revision = '0005'
+revision = '0013'
 down_revision = '0012'
 branch_labels = None
 depends_on = None
