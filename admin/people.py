@@ -341,6 +341,22 @@ def user_edit(user_id: int) -> Page:
 # --- my account and API tokens -------------------------------------------------------------
 
 
+_BROWSERS = (("MicroMessenger", "WeChat"), ("QQBrowser", "QQ Browser"), ("Edg/", "Edge"),
+             ("Firefox/", "Firefox"), ("Chrome/", "Chrome"), ("Safari/", "Safari"))
+_SYSTEMS = (("Windows", "Windows"), ("Android", "Android"), ("iPhone", "iPhone"),
+            ("iPad", "iPad"), ("Mac OS X", "macOS"), ("Linux", "Linux"))
+
+
+def browser_label(user_agent: str) -> str:
+    """"Chrome · Windows" for a User-Agent header (the raw text when it names neither)."""
+    ua = user_agent or ""
+    browser = next((name for key, name in _BROWSERS if key in ua), None)
+    system = next((name for key, name in _SYSTEMS if key in ua), None)
+    if browser is None and system is None:
+        return ua[:60]
+    return " · ".join(x for x in (browser, system) if x)
+
+
 def _account_page(
     *,
     password_form: PasswordForm | None = None,
@@ -357,7 +373,7 @@ def _account_page(
         language_form=language_form or LanguageForm(formdata=None, locale=user.locale or "zh"),
         token_form=token_form or TokenForm(formdata=None),
         tokens=users.tokens_of(user),
-        sessions=[{"row": row, "user_agent": row.user_agent,
+        sessions=[{"row": row, "user_agent": browser_label(row.user_agent),
                    "this": sessions.is_current(user, row)} for row in sessions.active_for(user)],
         new_secret=new_secret,
     ), status

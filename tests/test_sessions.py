@@ -217,3 +217,14 @@ def test_the_remember_cookie_is_secure_where_cookies_are() -> None:
     finally:
         del os.environ["CUNPING_SECURE_COOKIES"]
         importlib.reload(config)
+
+
+def test_sessions_are_named_by_browser_and_system() -> None:
+    from admin.people import browser_label
+
+    assert browser_label("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+                         "(KHTML, like Gecko) Chrome/120.0 Safari/537.36") == "Chrome · Windows"
+    assert browser_label("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) "
+                         "AppleWebKit/605.1.15 Mobile/15E148 MicroMessenger/8.0") == \
+        "WeChat · iPhone"
+    assert browser_label("curl/8.0") == "curl/8.0"
