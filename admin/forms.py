@@ -40,8 +40,10 @@ class NoticeForm(FlaskForm):
         _l("Publish at"),
         format=LOCAL_FORMATS,
         validators=[Optional()],
-        description=_l("Empty: as soon as it is published."),
+        description=_l("Empty: an editor publishes it after approval. Set: it goes live by "
+                       "itself at this time once approved."),
     )
+    hold = BooleanField(_l("Hold after approval: I publish it myself"))
     expire_at = DateTimeLocalField(
         _l("Expires at"),
         format=LOCAL_FORMATS,
@@ -52,6 +54,12 @@ class NoticeForm(FlaskForm):
         _l("Seconds on screen"),
         default=20,
         validators=[InputRequired(message=_l("Enter a number of seconds."))],
+    )
+    budget_s = IntegerField(
+        _l("Seconds per rotation at most"),
+        validators=[Optional()],
+        description=_l("A long notice shows this long each time round, then says how to read "
+                       "the rest. Empty: the category's (two minutes unless set)."),
     )
     pinned = BooleanField(_l("Pinned: show before other notices"))
     images = MultipleFileField(_l("Add pictures"))

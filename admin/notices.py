@@ -22,6 +22,7 @@ from admin.forms import ActionForm, AnswerForm, HideForm, NoticeForm, ReasonForm
 from admin.guards import form_errors, login_required, me, page_arg
 from server.labels import ACTION_LABELS, STATUS_LABELS
 from server.models import (
+    AlertStatus,
     Category,
     Feedback,
     Image,
@@ -34,7 +35,16 @@ from server.models import (
     User,
 )
 from server.models.base import utcnow
-from server.services import categories, feedback, images, markup, notices, permissions, regions
+from server.services import (
+    alerts,
+    categories,
+    feedback,
+    images,
+    markup,
+    notices,
+    permissions,
+    regions,
+)
 from server.services.errors import (
     Conflict,
     NotFound,
@@ -106,7 +116,17 @@ def _notice_helpers() -> dict[str, Any]:
         "pending_edit_label": pending_edit_label,
         "action_label": lambda a: str(ACTION_LABELS.get(a, a)),
         "to_html": markup.to_html,
+        "is_overdue": is_overdue,
+        "budget_of": notices.budget_of,
+        "releases_on_approval": notices.releases_on_approval,
     }
+
+
+def is_overdue(notice: Notice) -> bool:
+    """Approved, its publish time passed, and not live: someone must act (the list's badge)."""
+    rev = notice.pending_revision
+    return (rev is not None and rev.state == RevisionState.APPROVED
+            and rev.publish_at is not None and rev.publish_at <= utcnow())
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -166,20 +186,33 @@ def index() -> str:
     user = me()
     recent, _n = notices.list_notices(user, per_page=8)
     is_reviewer = user.has_role(Role.REVIEWER) or user.has_role(Role.ADMIN)
+    is_editor = _is_editor(user)
     # Counts, not lists: each is one COUNT however many notices the county has.
     counts = {
         "my_drafts": notices.count_notices(user, status="draft", created_by=user),
+        "returned": notices.count_notices(user, status="returned", created_by=user),
         "to_review": notices.review_count(user) if is_reviewer else 0,
         "pending": 0 if is_reviewer else notices.count_notices(user, status="pending_review"),
+        "to_publish": notices.count_notices(user, status="to_publish") if is_editor else 0,
+        "overdue": notices.count_notices(user, status="overdue"),
+        "scheduled": notices.count_notices(user, status="scheduled"),
         "published": notices.count_notices(user, status="published"),
-        "open_feedback": feedback.count(user, "open") if _is_editor(user) else 0,
+        "open_feedback": feedback.count(user, "open") if is_editor else 0,
     }
+    alert_home = None
+    if user.has_role(Role.ALERT):
+        shown = alerts.list_for(user, limit=50)
+        alert_home = {
+            "in_force": [a for a in shown if a.status == AlertStatus.ACTIVE],
+            "to_confirm": [a for a in shown if alerts.may_confirm(user, a)],
+        }
     return render_template(
         "admin/notices/dashboard.html",
         counts=counts,
         recent=recent,
-        is_editor=_is_editor(user),
+        is_editor=is_editor,
         is_reviewer=is_reviewer,
+        alert_home=alert_home,
     )
 
 
@@ -264,6 +297,8 @@ def _fill_from(form: NoticeForm, rev: Revision) -> None:
     form.expire_at.data = _local(rev.expire_at)
     form.duration_s.data = rev.duration_s
     form.pinned.data = rev.pinned
+    form.hold.data = rev.hold
+    form.budget_s.data = rev.budget_s
     form.kept_images.data = ",".join(img.filename for img in rev.images)
 
 
@@ -313,6 +348,8 @@ def _save(form: NoticeForm, user: User, notice: Notice | None) -> tuple[Notice |
         expire_at=_utc(form.expire_at.data),
         duration_s=form.duration_s.data if form.duration_s.data is not None else -1,
         pinned=bool(form.pinned.data),
+        hold=bool(form.hold.data),
+        budget_s=form.budget_s.data,
         image_ids=[img.id for img in kept],
     )
     if not ok or upload_errors:
@@ -496,7 +533,14 @@ def notice_action(notice_id: int, action: str) -> Response | tuple[str, int]:
                         _("Revision %(n)s has already been approved.", n=number)
                     ) from exc
                 raise
-            flash(_("Approved. An editor can now publish it."), "success")
+            pending = notice.pending_revision
+            if notice.status == NoticeStatus.PUBLISHED and pending is None:
+                flash(_("Approved and published: its publish time had come."), "success")
+            elif pending is not None and pending.state == RevisionState.SCHEDULED:
+                flash(_("Approved: it goes live by itself at %(when)s.",
+                        when=fmt_dt(pending.publish_at)), "success")
+            else:
+                flash(_("Approved. An editor can now publish it."), "success")
         elif action == "reject":
             assert isinstance(form, ReasonForm)
             notices.reject(user, notice, form.reason.data or "")
@@ -560,6 +604,7 @@ def review_queue() -> str:
         action_form=ActionForm(),
         reject_form=ReasonForm(),
         is_reviewer=user.has_role(Role.REVIEWER) or user.has_role(Role.ADMIN),
+        now=utcnow(),
     )
 
 

@@ -46,7 +46,7 @@ def serve(host: str, port: int, no_migrate: bool) -> None:
     # After the migration (Alembic configures logging its own way): CUNPING_LOG_LEVEL and
     # CUNPING_LOG_FORMAT (text or json) to stderr, see server/logs.py.
     logs.configure()
-    scheduler.start(app)
+    scheduler.start(app, interval=scheduler.seconds())
     from server.realtime.state import state
 
     state(app).start()  # alert dispatcher, heartbeat writer, directory, handshake gate

@@ -16,6 +16,9 @@ STATUS_LABELS = {
     "live": _l("Live"),
     "superseded": _l("Replaced"),
     "pending_review": _l("Awaiting review (incl. edits)"),
+    "to_publish": _l("Approved, to publish"),
+    "overdue": _l("Past its publish time"),
+    "returned": _l("Sent back"),
 }
 
 # Verbs for "Cannot %(action)s: ..." messages.

@@ -7,6 +7,7 @@ safe to run from several processes at once (see services.notices.run_schedule).
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import click
@@ -45,6 +46,11 @@ def _dashboard() -> None:
                 raise  # the whole pass failed: the loop says so once (server/loops.py)
             log.exception("scheduler: %s failed", step.__name__)
             db.session.rollback()
+
+
+def seconds() -> float:
+    """CUNPING_SCHEDULER_SECONDS between scheduler passes (15 by default)."""
+    return float(os.environ.get("CUNPING_SCHEDULER_SECONDS", "") or 15)
 
 
 def start(app: Flask, interval: float = 15.0) -> Any:

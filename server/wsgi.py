@@ -30,11 +30,6 @@ log = logging.getLogger(__name__)
 app = create_app()
 
 
-def scheduler_seconds() -> float:
-    """CUNPING_SCHEDULER_SECONDS between scheduler passes (15 by default)."""
-    return float(os.environ.get("CUNPING_SCHEDULER_SECONDS", "") or 15)
-
-
 def scheduler_enabled() -> bool:
     """CUNPING_SCHEDULER=0 leaves the scheduler out of this process (the others run it)."""
     return os.environ.get("CUNPING_SCHEDULER", "1") != "0"
@@ -51,7 +46,7 @@ def start_background(flask_app: Flask) -> list[Any]:
 
     tasks = state(flask_app).start()
     if scheduler_enabled():
-        tasks.append(scheduler.start(flask_app, interval=scheduler_seconds()))
+        tasks.append(scheduler.start(flask_app, interval=scheduler.seconds()))
     collector.settle()
     tasks.append(collector.start())
     log.info("background loops started: realtime%s",

@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from PIL import Image as PILImage
 from werkzeug.test import TestResponse
 
+from server.extensions import db
 from server.models import NoticeStatus, RevisionState
 from server.services import feedback, notices
 from server.services.notices import NoticeInput
@@ -402,20 +403,85 @@ def test_full_workflow_through_the_buttons(
         assert text in history
 
 
-def test_publish_in_the_future_says_when(
+def test_approving_a_notice_with_a_publish_time_schedules_it(
     client: FlaskClient, auth: AuthActions, world: World
 ) -> None:
+    """Approve = release at the set time: nobody has to come back and click again."""
     n = notices.create(
         world.village_editor, service_input(world, publish_at=datetime(2099, 1, 1, 1, 0))
     )
     notices.submit(world.village_editor, n)
-    notices.approve(world.village_reviewer, n)
+    auth.login("vreviewer")
+    page = html(client.get(f"/admin/notices/{n.id}"))
+    assert "Approve: live at 2099-01-01 09:00" in page
+    assert "goes live by itself once approved" in page
+    queue = html(client.get("/admin/review"))
+    assert "Approve: live at 2099-01-01 09:00" in queue
+    page = html(action(client, n.id, "approve", revision=1))
+    assert "Approved: it goes live by itself at 2099-01-01 09:00." in page
+    assert notices.get_by_id(n.id).status == NoticeStatus.SCHEDULED
+    assert "Will go live at 2099-01-01 09:00." in page
+
+
+def test_a_held_notice_waits_for_its_editor_and_says_when_its_time_passes(
+    client: FlaskClient, auth: AuthActions, world: World
+) -> None:
+    n = notices.create(
+        world.village_editor,
+        service_input(world, publish_at=datetime(2099, 1, 1, 1, 0), hold=True),
+    )
+    notices.submit(world.village_editor, n)
+    auth.login("vreviewer")
+    page = html(client.get(f"/admin/notices/{n.id}"))
+    assert "After approval an editor publishes it." in page
+    action(client, n.id, "approve", revision=1)
+    assert notices.get_by_id(n.id).status == NoticeStatus.APPROVED
+    auth.logout()
     auth.login("veditor")
+    home = html(client.get("/admin/"))
+    assert re.search(r'id="count-to-publish">\s*<span class="stat-num">1<', home)
     page = html(client.get(f"/admin/notices/{n.id}"))
     assert "Will go live at 2099-01-01 09:00." in page
     page = html(action(client, n.id, "publish"))
     assert "Scheduled: it goes live at 2099-01-01 09:00." in page
     assert notices.get_by_id(n.id).status == NoticeStatus.SCHEDULED
+
+
+def test_a_notice_past_its_publish_time_is_shown_on_the_home_page_and_in_the_list(
+    client: FlaskClient, auth: AuthActions, world: World
+) -> None:
+    n = notices.create(
+        world.village_editor,
+        service_input(world, publish_at=datetime(2099, 1, 1, 1, 0), hold=True),
+    )
+    notices.submit(world.village_editor, n)
+    notices.approve(world.village_reviewer, n)
+    rev = notices.get_by_id(n.id).pending_revision
+    rev.publish_at = datetime(2020, 1, 1)  # the time passed while it waited for its editor
+    db.session.commit()
+    for who in ("veditor", "vreviewer"):
+        auth.logout()
+        auth.login(who)
+        home = html(client.get("/admin/"))
+        assert re.search(r'id="count-overdue">\s*<span class="stat-num">1<', home), who
+        listing = html(client.get("/admin/notices?status=overdue"))
+        assert n.code in listing and "Past its publish time" in listing
+    auth.logout()
+    auth.login("veditor")
+    page = html(client.get(f"/admin/notices/{n.id}"))
+    assert "has passed and it is not live yet" in page
+
+
+def test_approval_after_the_publish_time_puts_it_live_at_once(world: World) -> None:
+    n = notices.create(
+        world.village_editor, service_input(world, publish_at=datetime(2020, 1, 1))
+    )
+    notices.submit(world.village_editor, n)
+    notices.approve(world.village_reviewer, n)
+    n = notices.get_by_id(n.id)
+    assert n.status == NoticeStatus.PUBLISHED and n.live_revision is not None
+    actions = [e.action for e in notices.history(n)]
+    assert "approve" in actions and "publish" in actions
 
 
 def test_editing_a_live_notice_shows_both_versions(

@@ -384,10 +384,29 @@ def test_scheduled_publish(veditor: Api, vreviewer: Api) -> None:
     later = (utcnow() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     ref = f"/notices/{veditor.post('/notices', notice_json(publish_at=later)).get_json()['id']}"
     veditor.post(ref + "/submit")
-    vreviewer.post(ref + "/approve")
-    n = veditor.post(ref + "/publish").get_json()
+    n = vreviewer.post(ref + "/approve").get_json()  # approval releases it for its time
     assert n["status"] == "scheduled" and n["revision"]["state"] == "scheduled"
     assert n["history"][-1]["action"] == "schedule"
+
+
+def test_a_held_notice_waits_for_its_editor(veditor: Api, vreviewer: Api) -> None:
+    later = (utcnow() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = veditor.post("/notices", notice_json(publish_at=later, hold=True)).get_json()
+    assert created["revision"]["hold"] is True
+    ref = f"/notices/{created['id']}"
+    veditor.post(ref + "/submit")
+    assert vreviewer.post(ref + "/approve").get_json()["status"] == "approved"
+    n = veditor.post(ref + "/publish").get_json()
+    assert n["status"] == "scheduled"
+
+
+def test_a_time_budget_is_checked_and_sent_to_screens(veditor: Api) -> None:
+    bad = veditor.post("/notices", notice_json(budget_s=5))
+    assert bad.status_code == 422 and "budget_s" in bad.get_json()["error"]["fields"]
+    n = veditor.post("/notices", notice_json(budget_s=300)).get_json()
+    assert n["revision"]["budget_s"] == 300
+    n = veditor.patch(f"/notices/{n['id']}", {"budget_s": None}).get_json()
+    assert n["revision"]["budget_s"] is None
 
 
 # --- time zones --------------------------------------------------------------------------------

@@ -146,12 +146,13 @@ def test_tick_publishes_a_due_notice_and_expires_an_old_one(app: Flask, world: W
     def published(**times: object) -> Notice:
         n = notices.create(
             world.village_editor,
-            NoticeInput(title="通知", body="正文", category="notice", targets=["V11"], **times),  # type: ignore[arg-type]
+            NoticeInput(title="通知", body="正文", category="notice", targets=["V11"],
+                        hold=True, **times),  # type: ignore[arg-type]
         )
         notices.submit(world.village_editor, n)
         notices.approve(world.village_reviewer, n)
-        # Released an hour ago: `due` was scheduled for a time that has come since, `old` went
-        # live then and has expired since; nobody opened the admin in between.
+        # Held at approval, released an hour ago: `due` was scheduled for a time that has
+        # come since, `old` went live then and has expired since; nobody opened the admin.
         return notices.publish(world.village_editor, n, now=utcnow() - timedelta(hours=1))
 
     now = utcnow()

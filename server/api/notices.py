@@ -30,6 +30,8 @@ NOTICE_FIELDS = (
     "expire_at",
     "duration_s",
     "pinned",
+    "hold",
+    "budget_s",
     "image_ids",
 )
 STATUS_FILTERS = [s.value for s in NoticeStatus] + ["pending_review"]
@@ -134,6 +136,10 @@ def _notice_input(
         out.duration_s = f.integer("duration_s", out.duration_s)
     if "pinned" in f:
         out.pinned = f.boolean("pinned", out.pinned)
+    if "hold" in f:
+        out.hold = f.boolean("hold", out.hold)
+    if "budget_s" in f:
+        out.budget_s = f.optional_integer("budget_s")
     if "image_ids" in f:
         out.image_ids = f.integers("image_ids")
     return out, f
@@ -162,6 +168,8 @@ def _input_from(notice: Notice) -> NoticeInput:
         expire_at=rev.expire_at,
         duration_s=rev.duration_s,
         pinned=rev.pinned,
+        hold=rev.hold,
+        budget_s=rev.budget_s,
         image_ids=[i.id for i in rev.images],
     )
 

@@ -157,6 +157,8 @@ SCHEMAS: dict[str, Any] = {
             "expire_at": _nullable(TIME),
             "duration_s": INT,
             "pinned": {"type": "boolean"},
+            "hold": {"type": "boolean"},
+            "budget_s": _nullable(INT),
             "images": {"type": "array", "items": _ref("Image")},
             "created_at": TIME,
             "created_by": _nullable(_ref("UserRef")),
@@ -273,6 +275,17 @@ SCHEMAS: dict[str, Any] = {
             "expire_at": {**_nullable(TIME), "description": "Null: never."},
             "duration_s": {"type": "integer", "minimum": 5, "maximum": 600, "default": 20},
             "pinned": {"type": "boolean", "default": False},
+            "hold": {
+                "type": "boolean",
+                "default": False,
+                "description": "True: approval does not release a notice with a publish time "
+                "(an editor publishes it). False: approval schedules it for publish_at.",
+            },
+            "budget_s": {
+                **_nullable({"type": "integer", "minimum": 10, "maximum": 3600}),
+                "description": "Seconds the notice may hold a screen in one rotation. "
+                "Null: its category's (120 unless set).",
+            },
             "image_ids": {"type": "array", "items": INT, "maxItems": 9},
         },
     },

@@ -84,6 +84,8 @@ def revision(rev: Revision) -> dict[str, Any]:
         "expire_at": format_time(rev.expire_at),
         "duration_s": rev.duration_s,
         "pinned": rev.pinned,
+        "hold": rev.hold,
+        "budget_s": rev.budget_s,
         "images": [image(i) for i in rev.images],
         "created_at": format_time(rev.created_at),
         "created_by": user_ref(rev.created_by),

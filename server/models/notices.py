@@ -49,6 +49,8 @@ class Category(db.Model):  # type: ignore[name-defined,misc]
     color: Mapped[str] = mapped_column(String(7), default="#b71c1c")
     sort: Mapped[int] = mapped_column(default=100)
     active: Mapped[bool] = mapped_column(default=True)
+    # Seconds a notice of this kind may hold a screen in one rotation (None: BUDGET_DEFAULT).
+    budget_s: Mapped[int | None]
 
 
 revision_targets = Table(
@@ -173,6 +175,9 @@ class Revision(db.Model):  # type: ignore[name-defined,misc]
     expire_at: Mapped[datetime | None] = mapped_column(index=True)
     duration_s: Mapped[int] = mapped_column(default=20)
     pinned: Mapped[bool] = mapped_column(default=False)
+    # Approval releases a revision that has a publish time, unless its editor holds it.
+    hold: Mapped[bool] = mapped_column(default=False)
+    budget_s: Mapped[int | None]  # per rotation; None: the category's, else BUDGET_DEFAULT
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -43,6 +43,9 @@ from server.services.markup import clean_text
 TITLE_MAX = 200
 BODY_MAX = 20_000
 DURATION_MIN, DURATION_MAX = 5, 600
+# How long one notice may hold a screen in one rotation (a long notice shows that many seconds
+# of its pages, then says how to read the rest and the rotation moves on; player/schedule.py).
+BUDGET_DEFAULT, BUDGET_MIN, BUDGET_MAX = 120, 10, 3600
 REASON_MAX = 500
 # No 0/O/1/I/l: codes are read off screens and typed by people.
 CODE_ALPHABET = "23456789abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
@@ -62,6 +65,8 @@ class NoticeInput:
     expire_at: datetime | None = None  # naive UTC; None: never
     duration_s: int = 20
     pinned: bool = False
+    hold: bool = False  # approval does not release it: its editor publishes it by hand
+    budget_s: int | None = None  # seconds per rotation; None: the category's
     image_ids: Sequence[int] = field(default_factory=list)
 
 
@@ -156,6 +161,23 @@ def _with_revisions(stmt: Select[tuple[Notice]]) -> Select[tuple[Notice]]:
     return stmt.options(selectinload(Notice.pending_revision), selectinload(Notice.live_revision))
 
 
+# What waits for someone, as list filters beside the statuses (server/labels.py names them):
+# a revision in review, one approved that an editor is to publish, one whose publish time has
+# passed while it waits (held by its editor, or approved after it expired), one sent back.
+WAITING = ("pending_review", "to_publish", "overdue", "returned")
+
+
+def _waiting(pending: Any, status: str) -> list[ColumnElement[bool]]:
+    if status == "pending_review":
+        return [pending.state == RevisionState.SUBMITTED]
+    if status == "returned":
+        return [pending.state == RevisionState.DRAFT, pending.reject_reason != ""]
+    conditions = [pending.state == RevisionState.APPROVED]
+    if status == "overdue":
+        conditions.append(pending.publish_at <= utcnow())
+    return conditions
+
+
 def _filtered(
     user: User,
     *,
@@ -167,10 +189,10 @@ def _filtered(
 ) -> Select[tuple[Notice]]:
     stmt = visible_query(user)
     current_rev = db.func.coalesce(Notice.pending_revision_id, Notice.live_revision_id)
-    if status == "pending_review":
+    if status in WAITING:
         pending = aliased(Revision)
         stmt = stmt.join(pending, pending.id == Notice.pending_revision_id).where(
-            pending.state == RevisionState.SUBMITTED
+            *_waiting(pending, status)
         )
     elif status:
         stmt = stmt.where(Notice.status == status)
@@ -375,6 +397,12 @@ def validate(actor: User, data: NoticeInput) -> tuple[Category, list[Region], li
         errors["duration_s"] = _(
             "Display time must be %(min)s to %(max)s seconds.", min=DURATION_MIN, max=DURATION_MAX
         )
+    budget = _budget(data.budget_s)
+    if budget == -1:
+        errors["budget_s"] = _(
+            "Time per rotation must be %(min)s to %(max)s seconds.", min=BUDGET_MIN,
+            max=BUDGET_MAX,
+        )
     images: list[Image] = []
     max_images = current_app.config["MAX_IMAGES_PER_NOTICE"]
     for image_id in list(data.image_ids or []):
@@ -389,8 +417,24 @@ def validate(actor: User, data: NoticeInput) -> tuple[Category, list[Region], li
     if errors:
         raise ValidationError(errors)
     assert category is not None
-    data.title, data.body, data.duration_s = title, body, duration
+    data.title, data.body, data.duration_s, data.budget_s = title, body, duration, budget
     return category, regions, images
+
+
+def _budget(value: Any) -> int | None:
+    """A time budget as given (None: inherited), or -1 when it is not one."""
+    if value is None or value == "":
+        return None
+    try:
+        budget = int(value)
+    except (TypeError, ValueError):
+        return -1
+    return budget if BUDGET_MIN <= budget <= BUDGET_MAX else -1
+
+
+def budget_of(rev: Revision) -> int:
+    """Seconds `rev` may hold a screen in one rotation: its own, its category's, the default."""
+    return rev.budget_s or rev.category.budget_s or BUDGET_DEFAULT
 
 
 def _apply(
@@ -404,6 +448,8 @@ def _apply(
     rev.expire_at = data.expire_at
     rev.duration_s = data.duration_s
     rev.pinned = bool(data.pinned)
+    rev.hold = bool(data.hold)
+    rev.budget_s = data.budget_s
     rev.image_links = [RevisionImage(image=img, position=i) for i, img in enumerate(images)]
 
 
@@ -527,7 +573,7 @@ def submit(actor: User, notice: Notice) -> Revision:
 
 
 def _advance(actor: User, notice: Notice, rev: Revision, state: RevisionState,
-             status: NoticeStatus, action: str) -> Revision:
+             status: NoticeStatus, action: str, *, commit: bool = True) -> Revision:
     """Move the pending revision to `state`; a notice that was never live follows it to
     `status` (a live notice stays published while its next revision is reviewed). Audited."""
     rev.state = state
@@ -537,8 +583,15 @@ def _advance(actor: User, notice: Notice, rev: Revision, state: RevisionState,
     audit.record(actor, "notice", notice.id, action, from_state=old, to_state=notice.status,
                  detail={"revision": rev.number})
     notice.updated_at = utcnow()
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return rev
+
+
+def releases_on_approval(rev: Revision) -> bool:
+    """Approval releases a revision with a publish time (scheduled for it, or live at once when
+    it has passed) unless its editor chose to hold it; without a time an editor publishes it."""
+    return rev.publish_at is not None and not rev.hold
 
 
 def approve(actor: User, notice: Notice, revision_number: int | None = None) -> Revision:
@@ -551,9 +604,17 @@ def approve(actor: User, notice: Notice, revision_number: int | None = None) -> 
             raise PermissionDenied(_("You cannot approve a notice you submitted yourself."))
         raise PermissionDenied(_("You may not review this notice: it is outside your regions."))
     rev = _pending(notice, RevisionState.SUBMITTED, "approve")
+    now = utcnow()
     rev.reviewed_by = actor
-    rev.reviewed_at = utcnow()
-    return _advance(actor, notice, rev, RevisionState.APPROVED, NoticeStatus.APPROVED, "approve")
+    rev.reviewed_at = now
+    release = releases_on_approval(rev) and not (
+        rev.expire_at is not None and rev.expire_at <= now
+    )  # (expired while in review: it waits, approved, for its editor to change the dates)
+    _advance(actor, notice, rev, RevisionState.APPROVED, NoticeStatus.APPROVED, "approve",
+             commit=not release)
+    if release:
+        _release(actor, notice, rev, now)
+    return rev
 
 
 def reject(actor: User, notice: Notice, reason: str) -> Revision:
@@ -605,6 +666,12 @@ def publish(actor: User, notice: Notice, now: datetime | None = None) -> Notice:
     rev = _pending(notice, RevisionState.APPROVED, "publish")
     if rev.expire_at is not None and rev.expire_at <= now:
         raise ValidationError({"expire_at": _("The expiry has already passed; edit the notice.")})
+    _release(actor, notice, rev, now)
+    return notice
+
+
+def _release(actor: User, notice: Notice, rev: Revision, now: datetime) -> None:
+    """Schedule the approved `rev` for its publish time, or put it live now. Commits."""
     old = notice.status
     if rev.publish_at is not None and rev.publish_at > now:
         rev.state = RevisionState.SCHEDULED
@@ -621,7 +688,7 @@ def publish(actor: User, notice: Notice, now: datetime | None = None) -> Notice:
         )
         notice.updated_at = utcnow()
         db.session.commit()
-        return notice
+        return
     region_ids = _go_live(actor, notice, rev, now)
     revision = revisions.bump(region_ids)
     db.session.commit()
@@ -633,7 +700,6 @@ def publish(actor: User, notice: Notice, now: datetime | None = None) -> Notice:
         revision=revision,
         changes=[_change(notice.id, region_ids, revision)],
     )
-    return notice
 
 
 class ScreenChange(TypedDict):

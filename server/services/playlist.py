@@ -60,6 +60,7 @@ def revision_payload(notice: Notice, rev: Revision) -> dict[str, Any]:
         "published_at": _iso(published or rev.publish_at or utcnow()),
         "expire_at": _iso(rev.expire_at),
         "duration_s": rev.duration_s,
+        "budget_s": notice_service.budget_of(rev),
         "pinned": rev.pinned,
         "url": qr.notice_url(current_app.config["PUBLIC_BASE_URL"], notice.code),
         "images": [_absolute("/media/" + image.filename) for image in rev.images],

@@ -26,7 +26,9 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = LiveServer.create(tmp_path_factory.mktemp("browser"))
+    # A scheduler pass every second: a notice scheduled for a time goes live within a second.
+    server = LiveServer.create(tmp_path_factory.mktemp("browser"),
+                               extra_env={"CUNPING_SCHEDULER_SECONDS": "1"})
     server.start()
     try:
         yield server

@@ -98,7 +98,9 @@ class Deployment:
             body["publish_at"] = publish_at
         notice = editor.call("POST", "/notices", body)
         editor.call("POST", f"/notices/{notice['id']}/submit", {})
-        reviewer.call("POST", f"/notices/{notice['id']}/approve", {})
+        approved = reviewer.call("POST", f"/notices/{notice['id']}/approve", {})
+        if publish_at:  # approval released it for its time
+            return approved
         return editor.call("POST", f"/notices/{notice['id']}/publish", {})
 
     def issue_alert(self, via: str, target: str, title: str) -> dict[str, Any]:
