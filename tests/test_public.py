@@ -372,6 +372,22 @@ def test_qr_svg_is_valid_xml(client: FlaskClient, world: World) -> None:
     assert ET.fromstring(response.data).tag == "{http://www.w3.org/2000/svg}svg"
 
 
+def test_printed_qr_codes_carry_the_code_to_type_under_them(
+    client: FlaskClient, world: World
+) -> None:
+    notice = publish(world)
+    svg = ET.fromstring(client.get(f"/n/{notice.code}/qr.svg").data)
+    texts = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+    assert texts == [f"编码 {notice.code}"]
+    png = client.get(f"/n/{notice.code}/qr.png?scale=10").data
+    with PILImage.open(io.BytesIO(png)) as img:
+        gray = img.convert("L")
+        # The code's symbol is square (its quiet zone included); the label sits in a band below.
+        band = gray.crop((0, gray.width, gray.width, gray.height))
+        assert band.height > 20 and band.getextrema()[0] < 64, "no text under the code"
+    assert _decode(png) == [f"http://cp.test/n/{notice.code}"]
+
+
 def test_qr_of_an_unknown_code_is_404(client: FlaskClient, world: World) -> None:
     assert client.get("/n/zzzzzz/qr.png").status_code == 404
     assert client.get("/n/zzzzzz/qr.svg").status_code == 404
@@ -656,3 +672,28 @@ def test_a_feedback_form_is_sent_once(en: FlaskClient, world: World) -> None:
     assert len(stored(notice)) == 1
     assert _post(en, notice, "村口的路灯也坏了。").status_code == 303  # a new form
     assert len(stored(notice)) == 2
+
+
+def test_a_code_is_found_whatever_its_case_and_confusable_characters(
+    en: FlaskClient, world: World
+) -> None:
+    notice = notices.create(world.village_editor, NoticeInput(
+        title="码", body="正文", category="village", targets=["V11"]))
+    notices.submit(world.village_editor, notice)
+    notices.approve(world.village_reviewer, notice)
+    notices.publish(world.village_editor, notice)
+    code = notice.code
+    assert code == code.lower() and not set(code) & set("01l")  # new codes: one case
+    shouted = code.upper()
+    resp = en.get(f"/n/{shouted}?s=ABC123")
+    assert resp.status_code == 301
+    assert resp.headers["Location"].endswith(f"/n/{code}?s=ABC123")
+    assert en.get(f"/n/{shouted}.json").get_json()["code"] == code
+    # An older mixed-case code with an o and an i in it, typed with 0 and 1 (and l for i).
+    notice.code = "Ho2iKw"
+    db.session.commit()
+    for typed in ("ho2ikw", "H02IKW", "h02lkw", "HO21KW"):
+        assert notices.get_by_code(typed) is notice, typed
+    found = en.get("/n/?code=h02ikw", follow_redirects=True)
+    assert found.status_code == 200 and "码" in found.get_data(as_text=True)
+    assert notices.get_by_code("ho2ikx") is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.extensions import db
@@ -150,6 +150,11 @@ class Notice(db.Model):  # type: ignore[name-defined,misc]
     def public_revision(self) -> Revision | None:
         """What residents may read: the live revision (also after expiry or withdrawal)."""
         return self.live_revision
+
+
+# Residents type codes off a screen in whatever case (`/n/HGDPZH` is `/n/hgdpzh`): looked up by
+# this index (services.notices.get_by_code).
+Index("ix_notices_code_lower", func.lower(Notice.code))
 
 
 class Revision(db.Model):  # type: ignore[name-defined,misc]

@@ -84,7 +84,8 @@ def alert_qr_png(code: str) -> Response:
     except ValueError:
         scale = QR_SCALE_DEFAULT
     scale = min(max(scale, 1), QR_SCALE_MAX)
-    body = qr.qr_png(alerts.alert_url(alert.code), scale)
+    body = qr.qr_png(alerts.alert_url(alert.code), scale, label=f"{_('Code')} {alert.code}")
     response = current_app.response_class(body, mimetype="image/png")
     response.headers["Cache-Control"] = "public, max-age=86400"
+    response.headers["Vary"] = "Cookie"  # the label's language
     return response

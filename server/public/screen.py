@@ -77,16 +77,19 @@ def screen_qr_png(code: str) -> Response:
     except ValueError:
         scale = QR_SCALE_DEFAULT
     scale = min(max(scale, 1), QR_SCALE_MAX)
-    body = qr.qr_png(screen_url(screen.code), scale)
+    body = qr.qr_png(screen_url(screen.code), scale, label=f"{_('Code')} {screen.code}")
     response = current_app.response_class(body, mimetype="image/png")
     response.headers["Cache-Control"] = "public, max-age=86400"
+    response.headers["Vary"] = "Cookie"  # the label's language
     return response
 
 
 @bp.get("/s/<code>/qr.svg")
 def screen_qr_svg(code: str) -> Response:
     screen = _qr_screen(code)
-    body = qr.qr_svg(screen_url(screen.code), title=screen.code)
+    body = qr.qr_svg(screen_url(screen.code), title=screen.code,
+                     label=f"{_('Code')} {screen.code}")
     response = current_app.response_class(body, mimetype="image/svg+xml")
     response.headers["Cache-Control"] = "public, max-age=86400"
+    response.headers["Vary"] = "Cookie"
     return response

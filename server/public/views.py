@@ -293,8 +293,10 @@ def _render_notice(
 
 
 @bp.get("/n/<code>")
-def notice(code: str) -> tuple[str, int, dict[str, str]]:
+def notice(code: str) -> Any:
     notice, state = _public_notice(code)
+    if code != notice.code:  # typed in another case, or 0 for o: the page's own address
+        return redirect(url_for("public.notice", code=notice.code, **request.args), 301)
     # After sending a question the browser is redirected here: that is not a new scan.
     if not get_flashed_messages(category_filter=[SENT]):
         _scan(notice, "view")
@@ -421,17 +423,25 @@ def qr_png(code: str) -> Response:
     except ValueError:
         scale = QR_SCALE_DEFAULT
     scale = min(max(scale, 1), QR_SCALE_MAX)
-    response = current_app.response_class(qr.qr_png(_qr_url(notice), scale), mimetype="image/png")
+    body = qr.qr_png(_qr_url(notice), scale, label=_code_label(notice))
+    response = current_app.response_class(body, mimetype="image/png")
     response.headers["Cache-Control"] = "public, max-age=86400"
+    response.headers["Vary"] = "Cookie"  # the label's language
     return response
+
+
+def _code_label(notice: Notice) -> str:
+    """What is printed under a notice's QR code: the code a resident can type instead."""
+    return f"{_('Code')} {notice.code}"
 
 
 @bp.get("/n/<code>/qr.svg")
 def qr_svg(code: str) -> Response:
     notice = _notice_or_404(code)
-    body = qr.qr_svg(_qr_url(notice), title=notice.code)
+    body = qr.qr_svg(_qr_url(notice), title=notice.code, label=_code_label(notice))
     response = current_app.response_class(body, mimetype="image/svg+xml")
     response.headers["Cache-Control"] = "public, max-age=86400"
+    response.headers["Vary"] = "Cookie"
     return response
 
 

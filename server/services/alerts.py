@@ -36,7 +36,7 @@ from server.models.base import utcnow
 from server.services import audit, permissions, revisions
 from server.services.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from server.services.markup import clean_text
-from server.services.notices import CODE_ALPHABET, CODE_LENGTH, _resolve_regions
+from server.services.notices import CODE_ALPHABET, CODE_LENGTH, _resolve_regions, code_spellings
 
 COUNTER = "alerts"
 TITLE_MAX = 200
@@ -76,7 +76,12 @@ class AlertInput:
 
 
 def get(code: str) -> Alert:
+    """The alert with this code, typed in any case (codes are one case since notices' were)."""
     alert = db.session.scalar(select(Alert).where(Alert.code == code))
+    if alert is None:
+        found = db.session.scalars(select(Alert).where(
+            func.lower(Alert.code).in_(code_spellings(code))).limit(2)).all()
+        alert = found[0] if len(found) == 1 else None
     if alert is None:
         raise NotFound(_("No alert with code %(code)s.", code=code))
     return alert
@@ -282,8 +287,8 @@ def parse_level(value: int | str) -> int:
 def _new_code() -> str:
     for _attempt in range(20):
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-        if db.session.scalar(select(Alert.id).where(Alert.code == code)) is None:
-            return code
+        if db.session.scalar(select(Alert.id).where(func.lower(Alert.code) == code)) is None:
+            return code  # (older codes are mixed-case: none may read as this one)
     raise RuntimeError("could not find a free alert code")
 
 

@@ -47,8 +47,11 @@ DURATION_MIN, DURATION_MAX = 5, 600
 # of its pages, then says how to read the rest and the rotation moves on; player/schedule.py).
 BUDGET_DEFAULT, BUDGET_MIN, BUDGET_MAX = 120, 10, 3600
 REASON_MAX = 500
-# No 0/O/1/I/l: codes are read off screens and typed by people.
-CODE_ALPHABET = "23456789abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
+# Codes are read off screens and typed by people: one case, and no 0/1/l (o and i stand for
+# them when typed: CODE_CONFUSABLES). Codes made before are mixed-case; every lookup ignores
+# case (get_by_code).
+CODE_ALPHABET = "23456789abcdefghijkmnpqrstuvwxyz"
+CODE_CONFUSABLES = str.maketrans({"0": "o", "1": "i", "l": "i"})
 CODE_LENGTH = 6
 FEW = 2000  # a filtered notice list this short is sorted from its (id, time) pairs
 
@@ -80,8 +83,25 @@ def get_by_id(notice_id: int) -> Notice:
     return notice
 
 
+def code_spellings(code: str) -> set[str]:
+    """What a typed code may stand for, in lower case: as typed, and with the characters the
+    alphabet leaves out read as the ones it has (0 → o; 1 and l → i)."""
+    folded = code.strip().lower()
+    return {folded, folded.translate(CODE_CONFUSABLES)}
+
+
 def get_by_code(code: str) -> Notice | None:
-    return db.session.scalar(select(Notice).where(Notice.code == code))
+    """The notice with this code as typed: exactly, else whatever the case and confusable
+    characters (None when that matches none, or several of the older mixed-case codes)."""
+    exact = db.session.scalar(select(Notice).where(Notice.code == code))
+    if exact is not None:
+        return exact
+    spellings = code_spellings(code)
+    found = db.session.scalars(
+        select(Notice).where(db.func.lower(Notice.code).in_(spellings)).limit(4)).all()
+    if len(found) > 1:  # older codes that differ only in case: the one typed as it is, if any
+        found = [n for n in found if n.code.lower() == code.strip().lower()]
+    return found[0] if len(found) == 1 else None
 
 
 def _region_ids(roots: Sequence[Region], *, ancestors: bool) -> set[int] | None:

@@ -1,6 +1,6 @@
 """release on approval and a time budget: a revision may be held after approval (the editor
 publishes it by hand), and a notice (or its category) may set how long it holds a screen in one
-rotation
+rotation; notice codes looked up whatever their case
 
 Revision ID: 0014
 Revises: 0013
@@ -25,9 +25,11 @@ def upgrade():
         batch_op.add_column(sa.Column('budget_s', sa.Integer(), nullable=True))
     with op.batch_alter_table('categories', schema=None) as batch_op:
         batch_op.add_column(sa.Column('budget_s', sa.Integer(), nullable=True))
+    op.create_index('ix_notices_code_lower', 'notices', [sa.text('lower(code)')])
 
 
 def downgrade():
+    op.drop_index('ix_notices_code_lower', table_name='notices')
     with op.batch_alter_table('categories', schema=None) as batch_op:
         batch_op.drop_column('budget_s')
     with op.batch_alter_table('revisions', schema=None) as batch_op:
