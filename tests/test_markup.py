@@ -39,10 +39,10 @@ def test_bold() -> None:
 
 def test_table_is_wrapped_so_it_scrolls_on_a_phone() -> None:
     html = str(to_html(FINANCE))
-    assert '<div class="table-wrap"><table>' in html
+    assert '<div class="table-wrap' in html
     assert html.count("<table>") == 1 and "</table></div>" in html
     assert "<th>项目</th>" in html
-    assert re.search(r'<td style="text-align:right">1,230\.00</td>', html)
+    assert re.search(r'<td style="text-align:right"[^>]*>1,230\.00</td>', html)
 
 
 def test_returns_markup_safe_for_templates() -> None:
@@ -116,3 +116,21 @@ def test_to_plain_keeps_html_as_text() -> None:
 def test_to_plain_limit() -> None:
     assert to_plain("长" * 50, limit=10) == "长" * 9 + "…"
     assert to_plain("短文", limit=10) == "短文"
+
+
+def test_a_wide_table_reflows_on_a_phone_with_each_cell_labelled() -> None:
+    finance = to_html(
+        "| 项目 | 收入（元） | 支出（元） | 说明 |\n| --- | ---: | ---: | --- |\n"
+        "| 集体土地租赁收入 | 42,000.00 | | 村西50亩 |\n"
+        "| **合计** | **42,000.00** | **0.00** | 本月结余 |\n"
+    )
+    assert '<div class="table-wrap reflow">' in finance
+    assert '<td style="text-align:right" data-label="收入（元）">42,000.00</td>' in finance
+    assert finance.count('<tr class="total">') == 1  # the 合计 row, kept prominent
+    narrow = to_html("| 户主 | 金额（元） |\n| --- | ---: |\n| 王*明 | 716.72 |\n")
+    assert "reflow" not in narrow and 'data-label="金额（元）"' in narrow
+
+
+def test_labels_are_escaped() -> None:
+    html = to_html('| a"<b> | c | d | e |\n|---|---|---|---|\n| 1 | 2 | 3 | 4 |\n')
+    assert 'data-label="a&quot;&lt;b&gt;"' in html and "<b>" not in html

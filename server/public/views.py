@@ -230,7 +230,20 @@ def _headers(response: Response) -> Response:
     )
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
+    size = request.args.get("text")
+    if size in ("large", "normal"):  # the footer's switch, remembered for a year
+        response.set_cookie(TEXT_COOKIE, size, max_age=365 * 86400, samesite="Lax")
     return response
+
+
+TEXT_COOKIE = "cunping_text"
+
+
+@bp.context_processor
+def _text_size() -> dict[str, bool]:
+    """Large type, as the reader chose it (this request's switch first, then the cookie)."""
+    size = request.args.get("text") or request.cookies.get(TEXT_COOKIE)
+    return {"large_text": size == "large"}
 
 
 # --- pages -----------------------------------------------------------------------------------

@@ -34,13 +34,80 @@ def clean_text(text: str) -> str:
     return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
+# A row whose first filled cell starts so is a totals row: kept prominent on a phone.
+TOTALS = re.compile(r"^\s*(合\s*计|总\s*计|小\s*计|共\s*计|total|subtotal|sum)", re.IGNORECASE)
+# A table whose columns need more than this (in em of the phone's type, cell padding included)
+# becomes a card per row on a phone (public.css); narrower ones stay tables, their text wrapped.
+PHONE_EM = 16.0
+NUMBER = re.compile(r"^[\s\d.,%+\-−¥￥元]*$")
+
+
+def _em(text: str) -> float:
+    """How wide `text` sets, in em: CJK and full-width characters one, the others about half."""
+    return sum(1.0 if ord(ch) >= 0x2E80 else 0.55 for ch in text)
+
+
+def _needs_em(header: list[str], rows: list[list[str]]) -> float:
+    """The narrowest a table sets without breaking a number: a number keeps its width, text
+    wraps down to four characters, a heading to two lines."""
+    total = 0.0
+    for column, head in enumerate(header):
+        cells = [row[column] for row in rows if column < len(row)]
+        width = min(_em(head), max(_em(head) / 2, 4.0))
+        for cell in cells:
+            width = max(width, _em(cell) if NUMBER.match(cell) else min(_em(cell), 4.0))
+        total += width + 1.1
+    return total
+
+
+def _label_cells(tokens: list[Any]) -> None:
+    """Give each body cell its column's header as `data-label` (a phone shows each row as a
+    card of "label: value"), mark totals rows, and mark wide tables for that reflow."""
+    header: list[str] = []
+    rows: list[list[str]] = []
+    table_open = row_open = None
+    column, row_has_text, in_head = 0, False, False
+    for i, tok in enumerate(tokens):
+        following = tokens[i + 1] if i + 1 < len(tokens) else None
+        text = following.content if following is not None and following.type == "inline" else ""
+        text = text.replace("*", "").strip()
+        if tok.type == "table_open":
+            table_open, header, rows = tok, [], []
+        elif tok.type == "thead_open":
+            in_head = True
+        elif tok.type == "thead_close":
+            in_head = False
+        elif tok.type == "th_open" and in_head:
+            header.append(text)
+        elif tok.type == "tr_open" and not in_head:
+            row_open, column, row_has_text = tok, 0, False
+            rows.append([])
+        elif tok.type == "td_open":
+            rows[-1].append(text)
+            if column < len(header) and header[column]:
+                tok.attrSet("data-label", header[column])
+            column += 1
+            if text and not row_has_text:
+                row_has_text = True
+                if row_open is not None and TOTALS.match(text):
+                    row_open.attrSet("class", "total")
+        elif (tok.type == "table_close" and table_open is not None
+              and _needs_em(header, rows) > PHONE_EM):
+            table_open.attrSet("class", "reflow")
+
+
 def to_html(body: str) -> Markup:
     """Render a body to HTML that is safe to put in a page as is."""
-    html = _parser().render(clean_text(body))
-    # Tables get a wrapper class so that wide finance tables scroll on a phone.
-    html = html.replace("<table>", '<div class="table-wrap"><table>').replace(
-        "</table>", "</table></div>"
-    )
+    md = _parser()
+    env: dict[str, Any] = {}
+    tokens = md.parse(clean_text(body), env)
+    _label_cells(tokens)
+    html = md.renderer.render(tokens, md.options, env)
+    # Tables get a wrapper: wide ones scroll on a narrow screen, or reflow as cards on a phone.
+    html = re.sub(r'<table( class="reflow")?>',
+                  lambda m: f'<div class="table-wrap{" reflow" if m.group(1) else ""}"><table>',
+                  html)
+    html = html.replace("</table>", "</table></div>")
     html = html.replace("<a href=", '<a rel="nofollow noopener" href=')
     return Markup(html)
 

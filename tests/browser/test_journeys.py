@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -68,3 +69,44 @@ def test_a_scheduled_notice_approved_once_goes_live_at_its_time(
     assert response is not None and response.status == 200
     phone.close()
     context.close()
+
+
+@pytest.mark.parametrize("width", [360, 390])
+def test_every_demo_notice_fits_a_phone_without_sideways_scrolling(
+    browser: Browser, live_server: LiveServer, artifacts: Path, width: int
+) -> None:
+    codes = live_server.run_python(
+        "from server.models import Notice, NoticeStatus\n"
+        "from server.extensions import db\n"
+        "print(' '.join(db.session.scalars(db.select(Notice.code).where("
+        "Notice.status == NoticeStatus.PUBLISHED))))"
+    ).split()
+    assert len(codes) >= 5, codes
+    phone = browser.new_context(viewport={"width": width, "height": 800}, is_mobile=True,
+                                has_touch=True, device_scale_factor=2, locale="zh-CN")
+    page = phone.new_page()
+    wide = []
+    for code in codes:
+        page.goto(f"{live_server.url}/n/{code}")
+        sizes = page.evaluate(
+            "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth,"
+            " Math.max(0, ...[...document.querySelectorAll('.table-wrap')].map("
+            "w => w.scrollWidth - w.clientWidth))]")
+        if sizes[0] > sizes[1] or sizes[2] > 1:
+            wide.append((code, sizes))
+        if page.locator(".table-wrap.reflow").count() and width == 390:
+            page.screenshot(path=str(artifacts / "phone_table_390.png"), full_page=True)
+    phone.close()
+    assert wide == [], f"pages wider than a {width} px phone: {wide}"
+
+
+def test_large_type_is_remembered(browser: Browser, live_server: LiveServer) -> None:
+    phone = browser.new_context(viewport={"width": 390, "height": 800}, locale="zh-CN")
+    page = phone.new_page()
+    page.goto(live_server.url + "/")
+    normal = page.evaluate("() => parseFloat(getComputedStyle(document.body).fontSize)")
+    page.click("#text-size")
+    page.goto(live_server.url + "/")
+    large = page.evaluate("() => parseFloat(getComputedStyle(document.body).fontSize)")
+    assert large >= normal * 1.2, (normal, large)
+    phone.close()

@@ -106,9 +106,15 @@ def test_write_review_publish_and_read_on_a_phone(
         "() => ({doc: document.documentElement.scrollWidth, body: document.body.scrollWidth})"
     )
     assert overflow["doc"] <= 362 and overflow["body"] <= 362, overflow
-    # A wide finance table scrolls inside its own wrapper instead of widening the page.
-    wrap = resident.locator(".table-wrap").first
+    # The wide finance table becomes a card per row, each amount beside its column's name,
+    # the totals row framed; nothing scrolls sideways.
+    wrap = resident.locator(".table-wrap.reflow").first
     expect(wrap).to_be_visible()
+    assert wrap.evaluate("el => el.scrollWidth <= el.clientWidth + 1")
     assert wrap.evaluate("el => el.getBoundingClientRect().right") <= 362
+    cell = resident.locator("td", has_text="8,640.00").first
+    label = cell.evaluate("el => getComputedStyle(el, '::before').content")
+    assert label == '"支出（元）"', label
+    expect(resident.locator("tr.total")).to_be_visible()
     resident.screenshot(path=str(artifacts / "phone_notice.png"), full_page=True)
     phone.close()
