@@ -116,7 +116,8 @@
           } else {
             document.getElementById("shot-wait").hidden = true;
             shot.setAttribute("data-pending", "false");
-            if (data.latest) { window.location.reload(); } // the caption and time, from the server
+            if (data.pending) { document.getElementById("shot-late").hidden = false; }
+            else if (data.latest) { window.location.reload(); } // the caption and time
           }
         })
         .catch(function () { setTimeout(poll, 3000); });

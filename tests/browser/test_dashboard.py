@@ -99,6 +99,9 @@ def test_a_screenshot_from_a_real_player_appears_on_the_page(
         page.goto(live_server.url + "/admin/dashboard")
         online = page.locator("#screens-now tr", has_text="截图测试屏").locator(".state-online")
         expect(online).to_be_visible(timeout=LIVE_TIMEOUT_MS)  # live, no reload
+        page.goto(f"{live_server.url}/admin/dashboard/screens/{screen_id}")
+        expect(page.locator("#shot-wait")).to_be_hidden()  # nothing asked yet
+        page.goto(live_server.url + "/admin/dashboard")
         page.locator("#screens-now tr", has_text="截图测试屏").locator("button").click()
         expect(page).to_have_url(f"{live_server.url}/admin/dashboard/screens/{screen_id}")
         page.wait_for_function(
@@ -110,6 +113,12 @@ def test_a_screenshot_from_a_real_player_appears_on_the_page(
         status = page.request.get(
             f"{live_server.url}/admin/dashboard/screens/{screen_id}/screenshot.json").json()
         assert status["pending"] is False and status["latest"]["width"] > 0
+        # The spinner shows only while the screen is asked: not once it has answered, and not
+        # on a fresh visit with nothing asked.
+        expect(page.locator("#shot-wait")).to_be_hidden()
+        page.reload()
+        expect(page.locator("#shot-figure")).to_be_visible()
+        expect(page.locator("#shot-wait")).to_be_hidden()
         image = page.request.get(live_server.url + status["latest"]["url"])
         assert image.headers["content-type"] == "image/jpeg" and image.body()[:2] == b"\xff\xd8"
     except Exception:
