@@ -122,8 +122,12 @@ def _history(screen_list: list[Screen], now: datetime, rng: random.Random) -> No
                 continue  # off that day (power cut, switched off)
             on = datetime.combine(day, datetime.min.time()) - timedelta(hours=8) + timedelta(
                 hours=7 + rng.uniform(-0.5, 0.5))
+            off = on + timedelta(seconds=ON_SECONDS)
             db.session.add(ScreenDay(screen_id=screen.id, day=day, first_seen_at=on,
-                                     last_seen_at=on + timedelta(seconds=ON_SECONDS)))
+                                     last_seen_at=off))
+            # What the dashboard says of the screen agrees with its history: last heard from
+            # when it was last switched off, not "never connected".
+            screen.last_seen_at = max(screen.last_seen_at or off, off)
             showing = [n for n in playlist if n.published_at and local_day(n.published_at) <= day]
             loop = sum(n.live_revision.duration_s for n in showing)  # type: ignore[union-attr]
             if not loop:

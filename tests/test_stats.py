@@ -300,3 +300,30 @@ def test_the_demo_has_a_month_of_statistics_and_cadence_rules(app: Flask) -> Non
 
     rates = presence.boot_rate(presence.dashboard_roots(admin))
     assert rates.overall.percent is not None and 60 <= rates.overall.percent <= 100
+
+
+def test_the_demo_statistics_agree_with_its_screens_history(app: Flask) -> None:
+    """No screen "never connected" with a boot rate and plays: every screen that has plays was
+    on those days, and says when it was last heard from (its last day on)."""
+    from sqlalchemy import func, select
+
+    from server import demo
+    from server.extensions import db
+    from server.models import PlayStat, Screen, ScreenDay
+    from server.services import presence
+
+    assert demo.load()
+    on_days = {(s, d) for s, d in db.session.execute(select(ScreenDay.screen_id, ScreenDay.day))}
+    played = {(s, d) for s, d in db.session.execute(
+        select(PlayStat.screen_id, PlayStat.day).where(PlayStat.plays > 0))}
+    assert played and played <= on_days, sorted(played - on_days)[:5]
+    last_on = dict(db.session.execute(
+        select(ScreenDay.screen_id, func.max(ScreenDay.last_seen_at)).group_by(
+            ScreenDay.screen_id)).all())
+    for screen in db.session.scalars(select(Screen)):
+        if screen.id in last_on:
+            assert screen.last_seen_at is not None, f"{screen.name} has days on, never seen"
+            assert screen.last_seen_at >= last_on[screen.id], screen.name
+    silent = presence.offline_for_long(presence.all_screens())
+    assert silent, "the demo's other screens are off now"
+    assert [r.screen.name for r in silent if r.never] == []
