@@ -8,6 +8,7 @@ bp = Blueprint("admin", __name__, template_folder="templates", static_folder="st
 
 from admin import (  # noqa: E402,F401
     alerts,
+    audit,
     auth,
     cadence,
     dashboard,

@@ -97,7 +97,7 @@ class AuditFilterForm(FlaskForm):
         csrf = False
 
     entity = SelectField(_l("Entity"), choices=[], default="")
-    action = StringField(_l("Action"), validators=[Optional(), Length(max=32)])
+    action = SelectField(_l("Action"), choices=[], default="")
     username = StringField(_l("User"), validators=[Optional(), Length(max=64)])
     since = DateField(_l("From"), validators=[Optional()])
     until = DateField(_l("Until"), validators=[Optional()])

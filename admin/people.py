@@ -1,4 +1,5 @@
-"""Regions, users, the user's own account and API tokens, categories, and the audit log.
+"""Regions, users, the user's own account and API tokens, and categories (the audit log:
+admin/audit.py).
 
 The views only read forms and call server.services; the services check permissions (their
 PermissionDenied becomes the 403 page, or a message on the form that was being saved).
@@ -7,11 +8,9 @@ PermissionDenied becomes the 403 page, or a message on the form that was being s
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -22,7 +21,6 @@ from admin import bp
 from admin.forms_people import (
     EMPTY_GRANT_ROWS,
     ROLE_LABELS,
-    AuditFilterForm,
     CategoryForm,
     LanguageForm,
     PasswordForm,
@@ -31,12 +29,11 @@ from admin.forms_people import (
     UserCreateForm,
     UserEditForm,
 )
-from admin.guards import form_errors, login_required, me, page_arg
-from server.api.envelope import YEARS
+from admin.guards import form_errors, login_required, me
 from server.extensions import db
 from server.i18n import LANG_COOKIE
-from server.models import AuditEvent, Region, Role, RoleGrant, User
-from server.services import audit, categories, permissions, regions, sessions, users
+from server.models import Region, Role, RoleGrant, User
+from server.services import categories, permissions, regions, sessions, users
 from server.services.errors import NotFound, PermissionDenied, ServiceError, ValidationError
 
 Page = str | tuple[str, int] | Response
@@ -47,25 +44,6 @@ LEVEL_NAMES = {
     "village": _l("Village"),
     "group": _l("Group"),
 }
-ENTITY_LABELS = {
-    "notice": _l("Notice"),
-    "user": _l("User"),
-    "region": _l("Region"),
-    "category": _l("Category"),
-    "token": _l("API token"),
-    "feedback": _l("Feedback"),
-    "login": _l("Login"),
-    "session": _l("Session"),
-    "screen": _l("Screen"),
-}
-# Offered as suggestions in the audit filter (any action may be typed).
-KNOWN_ACTIONS = (
-    "create", "edit", "revise", "reopen", "submit", "approve", "reject", "schedule", "publish",
-    "withdraw", "expire", "skip", "update", "password", "revoke", "activate", "deactivate",
-    "answer", "hide", "failed", "login", "end_session", "end_sessions",
-)
-
-
 @bp.app_template_filter("role_label")
 def role_label(role: Role | str) -> str:
     return str(ROLE_LABELS.get(str(role), str(role)))
@@ -528,84 +506,6 @@ def category_set_active(category_id: int) -> Response:
         "info",
     )
     return redirect(url_for("admin.category_list"))
-
-
-# --- audit log -----------------------------------------------------------------------------
-
-
-def _utc_start(day: date) -> datetime:
-    """The start of a local calendar day as naive UTC (what the database stores)."""
-    zone = ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])
-    return datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC).replace(tzinfo=None)
-
-
-def _entity_link(event: AuditEvent) -> str | None:
-    if event.entity_id is None:
-        return None
-    if event.entity == "notice":
-        return f"{url_for('admin.notice_list')}/{event.entity_id}"
-    if event.entity == "feedback" and isinstance(event.detail.get("notice"), int):
-        return f"{url_for('admin.notice_list')}/{event.detail['notice']}"
-    if event.entity == "user":
-        return url_for("admin.user_edit", user_id=event.entity_id)
-    if event.entity == "region":
-        return url_for("admin.region_edit", region_id=event.entity_id)
-    if event.entity == "category":
-        return url_for("admin.category_list")
-    if event.entity == "screen":
-        return url_for("admin.screen_detail", screen_id=event.entity_id)
-    return None
-
-
-def _detail_text(detail: dict[str, Any]) -> str:
-    """`key: value · key: value`, lists joined, long values cut."""
-    parts = []
-    for key, value in (detail or {}).items():
-        if isinstance(value, list | tuple):
-            value = ", ".join(str(v) for v in value) or "—"
-        text = "—" if value is None or value == "" else str(value)
-        parts.append(f"{key}: {text[:80]}{'…' if len(text) > 80 else ''}")
-    return " · ".join(parts)
-
-
-@bp.get("/audit")
-@login_required
-def audit_log() -> Page:
-    actor = me()
-    _require_admin(actor)
-    form = AuditFilterForm(request.args)
-    form.entity.choices = [
-        SelectChoice("", _("All")),
-        *(SelectChoice(k, str(v)) for k, v in ENTITY_LABELS.items()),
-    ]
-    page = page_arg()
-    filters: dict[str, Any] = {}
-    if form.validate():  # bad filters (an unknown entity, a malformed date) show as errors
-        since, until = form.since.data, form.until.data
-        for field in (form.since, form.until):
-            if field.data and not YEARS[0] <= field.data.year <= YEARS[1]:
-                field.errors = [_("Choose a day between the years %(low)s and %(high)s.",
-                                  low=YEARS[0], high=YEARS[1])]
-                since = until = None
-                filters = {}
-        filters = {
-            "entity": form.entity.data or None,
-            "action": (form.action.data or "").strip() or None,
-            "username": (form.username.data or "").strip() or None,
-            "since": _utc_start(since) if since else None,
-            "until": _utc_start(until + timedelta(days=1)) if until else None,
-        }
-    result = audit.search(actor, page=page, **filters)
-    args: dict[str, Any] = {k: v for k, v in request.args.items() if k != "page" and v}
-    return render_template(
-        "admin/audit/list.html",
-        form=form,
-        result=result,
-        rows=[(e, _entity_link(e), _detail_text(e.detail)) for e in result.events],
-        entity_labels=ENTITY_LABELS,
-        known_actions=KNOWN_ACTIONS,
-        page_url=lambda n: url_for("admin.audit_log", page=n, **args),
-    )
 
 
 def grant_text(grant: RoleGrant) -> str:

@@ -58,8 +58,19 @@ ACTION_LABELS = {
     # emergency alerts
     "issue": _l("alert issued"),
     "confirm": _l("alert confirmed"),
-    "update": _l("alert updated"),
+    "propose": _l("change proposed"),
     "cancel": _l("alert cancelled"),
+    # people, places and the rest
+    "update": _l("updated"),
+    "delete": _l("deleted"),
+    "password": _l("password changed"),
+    "activate": _l("enabled"),
+    "deactivate": _l("disabled"),
+    "grant": _l("role given"),
+    "remove_grant": _l("role taken away"),
+    "answer": _l("answered"),
+    "hide": _l("hidden"),
+    "failed": _l("login failed"),
 }
 
 ROLE_LABELS = {
@@ -76,6 +87,14 @@ ALERT_STATUS_LABELS = {
     "cancelled": _l("Cancelled"),
     "expired": _l("Expired"),
     "rejected": _l("Rejected"),
+}
+# Every state an audit event names (notices, alerts, residents' questions), as people read it.
+STATE_LABELS = {
+    **STATUS_LABELS,
+    **{k: v for k, v in ALERT_STATUS_LABELS.items() if k not in STATUS_LABELS},
+    "open": _l("Unanswered"),
+    "answered": _l("Answered"),
+    "hidden": _l("Hidden"),
 }
 LEVEL_LABELS = {
     1: _l("Level I (red)"),

@@ -569,3 +569,30 @@ def test_only_admins_search_the_audit_log(world: World) -> None:
         audit.search(world.county_reviewer)
     _town_admin(world)
     assert audit.search(users.by_username("townadmin")).total > 0  # type: ignore[arg-type]
+
+
+def test_audit_shows_names_labels_and_local_times(
+    client: FlaskClient, world: World, auth: AuthActions
+) -> None:
+    """No raw ids, region codes, English state keys or UTC: what the table shows is what its
+    header and filters promise."""
+    notice_id = _notice(world, "V11", "本村通知")
+    notice = notices.get_by_id(notice_id)
+    notices.submit(world.village_editor, notice)
+    event = audit.record(world.admin, "alert", None, "cancel", from_state="active",
+                         to_state="cancelled",
+                         detail={"region": world.town.code, "publish_at": "2026-12-01T01:00:00"})
+    db.session.commit()
+    auth.login("admin")
+    html = client.get("/admin/audit").get_data(as_text=True)  # the admin reads English
+    assert "本村通知" in html and f">#{notice_id}<" not in html
+    assert "Draft → Awaiting review" in html and "draft →" not in html
+    assert "In force → Cancelled" in html and "active →" not in html
+    assert f"Region: {world.town.name}" in html and f"Region: {world.town.code}" not in html
+    assert "2026-12-01 09:00" in html and "2026-12-01T01:00" not in html  # Beijing time
+    # The action filter offers the labels it shows, and filters by them.
+    select = html.split('name="action"')[1].split("</select>")[0]
+    assert '<option value="submit">submitted for review</option>' in select
+    only = client.get("/admin/audit?action=cancel").get_data(as_text=True)
+    assert "alert cancelled" in only and "本村通知" not in only
+    assert event.id

@@ -110,3 +110,21 @@ def test_large_type_is_remembered(browser: Browser, live_server: LiveServer) -> 
     large = page.evaluate("() => parseFloat(getComputedStyle(document.body).fontSize)")
     assert large >= normal * 1.2, (normal, large)
     phone.close()
+
+
+def test_the_audit_log_filters_by_the_labels_it_shows(
+    browser: Browser, live_server: LiveServer
+) -> None:
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN")
+    page = context.new_page()
+    log_in(page, live_server, "admin")
+    page.goto(live_server.url + "/admin/audit")
+    shown = page.locator("table.audit tbody td:nth-child(4)").all_inner_texts()
+    assert "提交审核" in shown, shown  # the demo's notices were submitted
+    page.select_option("#action", label="提交审核")
+    page.click(".filters button[type=submit]")
+    actions = set(page.locator("table.audit tbody td:nth-child(4)").all_inner_texts())
+    assert actions == {"提交审核"}, actions
+    states = page.locator("table.audit tbody td.state").all_inner_texts()
+    assert states and all(re.fullmatch(r"[^a-z]*", s) for s in states), states  # no raw keys
+    context.close()
