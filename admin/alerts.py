@@ -9,7 +9,7 @@ writes the audit log and tells the screens; their errors become messages on the 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app, flash, jsonify, redirect, render_template, request, url_for
@@ -148,6 +148,7 @@ def _render_form(form: AlertForm, choices: list[Region], alert: Alert | None, *,
         confirm=confirm,
         targets=targets,
         screen_count=_screens_under(targets) if confirm else 0,
+        online_count=alerts.count_targeted_online(targets) if confirm else 0,
         two_person=alerts.two_person_rule(),
         default_hours=int(alerts.DEFAULT_DURATION.total_seconds() // 3600),
     )
@@ -282,6 +283,10 @@ def alert_edit(code: str) -> Page:
 # --- one alert -----------------------------------------------------------------------------
 
 
+def _just_ended(alert: Alert) -> bool:
+    return alert.ended_at is not None and utcnow() - alert.ended_at < timedelta(minutes=10)
+
+
 def _delivery(alert: Alert) -> dict[str, Any]:
     report = alerts.delivery_report(alert)
     now = utcnow()
@@ -338,7 +343,8 @@ def _render_detail(alert: Alert, *, forms: dict[str, Any] | None = None,
         confirm_form=confirm_form,
         reject_form=forms.get("reject") or ReasonForm(formdata=None, prefix="reject"),
         cancel_form=forms.get("cancel") or ReasonForm(formdata=None, prefix="cancel"),
-        refresh=REFRESH_SECONDS if live else 0,
+        # (after its end too, for a while: the screens taking it down come in)
+        refresh=REFRESH_SECONDS if live or _just_ended(alert) else 0,
         public_url=alerts.alert_url(alert.code),
     )
     return page, status

@@ -107,7 +107,9 @@ def test_issue_goes_through_a_confirm_step(client: FlaskClient, auth: AuthAction
     review = send(client, "/admin/alerts/new", form(world), action="review")
     assert review.status_code == 200 and count() == 0
     html = review.get_data(as_text=True)
-    assert 'id="confirm-step"' in html and 'id="screen-count">1<' in html
+    # Neither screen is connected: none is taken over now, both show it when they come back.
+    assert 'id="confirm-step"' in html and 'id="screen-count">0<' in html
+    assert "1 more are offline now" in html
     # "back to edit" shows the form again with everything kept
     back = send(client, "/admin/alerts/new", form(world), action="edit")
     assert 'id="alert-form"' in back.get_data(as_text=True)
@@ -270,24 +272,27 @@ def test_delivery_table_lists_the_unanswered_first(client: FlaskClient, auth: Au
     acked, _t = screen_service.provision(None, world.village, "A 已确认屏")
     sent, _t = screen_service.provision(None, world.village, "B 未应答屏")
     screen_service.provision(None, world.village2, "C 离线屏")
+    once, _t = screen_service.provision(None, world.village2, "D 刚发送屏")
     alert = issue(world)
     assert alert.issued_at is not None
-    alerts.record_sends([(acked.id, [alert.id]), (sent.id, [alert.id])])
+    alerts.record_sends([(acked.id, [alert.id]), (sent.id, [alert.id]), (once.id, [alert.id])])
     alerts.record_sends([(sent.id, [alert.id])])
     alerts.record_acks([(acked.id, [f"{alert.code}:1"],
                          alert.issued_at + timedelta(milliseconds=800))])
     auth.login("calert")
     html = client.get(f"/admin/alerts/{alert.code}").get_data(as_text=True)
-    assert 'id="ack-count">1 / 3<' in html and "2 not acknowledged" in html
+    assert 'id="ack-count">1 / 4<' in html and "3 not acknowledged" in html
     rows = re.findall(r'<tr data-screen="[^"]+" class="([^"]+)">\s*<td><a[^>]*>([^<]+)<', html)
     assert rows == [("not-acked", "B 未应答屏"), ("not-acked", "C 离线屏"),
-                    ("acked", "A 已确认屏")]
-    assert "0.8 s" in html and "never sent" in html and "sending again" in html
+                    ("not-acked", "D 刚发送屏"), ("acked", "A 已确认屏")]
+    assert "0.8 s" in html and "never sent" in html
+    # Sent once a moment ago: waiting, not "resending"; sent twice without an answer: says so.
+    assert "waiting for the screen to answer" in html and "no answer yet; sent 2 times" in html
     # the list counts only acknowledgements
-    assert "1 / 3" in client.get("/admin/alerts").get_data(as_text=True)
+    assert "1 / 4" in client.get("/admin/alerts").get_data(as_text=True)
     # the poll answers the same table as JSON
     poll = client.get(f"/admin/alerts/{alert.code}/delivery").get_json()
-    assert (poll["acknowledged"], poll["targeted"], poll["waiting"]) == (1, 3, 2)
+    assert (poll["acknowledged"], poll["targeted"], poll["waiting"]) == (1, 4, 3)
     assert "B 未应答屏" in poll["html"] and poll["status"] == "active"
     assert 'data-refresh="' in html and "alerts.js" in html
 
@@ -415,3 +420,26 @@ def test_a_change_waiting_on_an_alert_in_force_is_shown_and_confirmed_by_another
     assert r.status_code == 302
     db.session.refresh(alert)
     assert alert.level == 1 and alert.version == 2 and alert.proposal is None
+
+
+def test_after_a_cancel_the_report_shows_who_took_it_down(
+    client: FlaskClient, auth: AuthActions, world: World
+) -> None:
+    took, _t = screen_service.provision(None, world.village, "A 已撤下屏")
+    kept, _t = screen_service.provision(None, world.village, "B 未确认屏")
+    alert = issue(world)
+    assert alert.issued_at is not None
+    alerts.record_sends([(took.id, [alert.id]), (kept.id, [alert.id])])
+    alerts.record_acks([(took.id, [f"{alert.code}:1"], alert.issued_at),
+                        (kept.id, [f"{alert.code}:1"], alert.issued_at)])
+    alerts.cancel(world.county_alert, alert, "误报")
+    assert alert.ended_at is not None
+    # Only the first screen answers the set without the alert; an answer from before the
+    # cancellation would not count.
+    alerts.record_acks([(took.id, [], alert.ended_at + timedelta(seconds=1)),
+                        (kept.id, [], alert.ended_at - timedelta(seconds=5))])
+    auth.login("calert")
+    html = client.get(f"/admin/alerts/{alert.code}").get_data(as_text=True)
+    assert 'id="cleared-count">1 / 2<' in html
+    assert "1 not confirmed yet" in html and "taking down not confirmed" in html
+    assert "taken down" in html and "data-refresh" in html  # still updating by itself

@@ -107,6 +107,9 @@ class AlertDelivery(db.Model):  # type: ignore[name-defined,misc]
     last_sent_at: Mapped[datetime | None]
     acked_at: Mapped[datetime | None]
     latency_ms: Mapped[int | None]  # acked_at − the alert's issued_at
+    # When the screen, after the alert ended (cancelled or expired), acknowledged a set without
+    # it: the proof that it took the alert down.
+    cleared_at: Mapped[datetime | None]
 
     @property
     def acknowledged(self) -> bool:

@@ -205,6 +205,20 @@ def count_targeted(targets: Iterable[Region]) -> int:
         .where(_targeted(targets))) or 0)
 
 
+def count_targeted_online(targets: Iterable[Region], now: datetime | None = None) -> int:
+    """How many of those screens are connected now (screens.is_online, in SQL): the ones an
+    alert takes over at once; the others show it when they come back."""
+    targets = list(targets)
+    if not targets:
+        return 0
+    now = now or utcnow()
+    return int(db.session.scalar(
+        select(func.count(Screen.id)).join(Region, Screen.region_id == Region.id)
+        .where(_targeted(targets), Screen.online.is_(True), Screen.connected_sid.is_not(None),
+               Screen.last_seen_at >= now - timedelta(seconds=protocol.ONLINE_GRACE_SECONDS))
+    ) or 0)
+
+
 @dataclass
 class DeliveryRow:
     screen: Screen
@@ -221,6 +235,8 @@ class DeliveryReport:
     targeted: int
     acknowledged: int
     rows: list[DeliveryRow]  # the screens waiting first, at most the report's limit
+    # Once the alert has ended: how many screens that had it took it down (their cleared_at).
+    cleared: int = 0
 
     @property
     def waiting_count(self) -> int:
@@ -265,7 +281,13 @@ def delivery_report(alert: Alert, *, limit: int | None = REPORT_ROWS) -> Deliver
         if limit is not None:
             stmt = stmt.limit(limit)
         rows = [DeliveryRow(screen, delivery) for screen, delivery in db.session.execute(stmt)]
-    return DeliveryReport(alert, total, acked, rows)
+    cleared = 0
+    if alert.ended_at is not None:
+        cleared = int(db.session.scalar(
+            select(func.count()).select_from(AlertDelivery).where(
+                AlertDelivery.alert_id == alert.id, AlertDelivery.acked_at.is_not(None),
+                AlertDelivery.cleared_at.is_not(None))) or 0)
+    return DeliveryReport(alert, total, acked, rows, cleared)
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -792,8 +814,10 @@ def record_acks(acks: Iterable[tuple[int, Any, datetime]]) -> int:
     (alert, current version) becomes delivered, with the time since it was put in force.
     Returns how many deliveries were new."""
     parsed = [(screen_id, parse_keys(have), when) for screen_id, have, when in acks]
+    _record_cleared(parsed)
     parsed = [p for p in parsed if p[1]]
     if not parsed:
+        db.session.commit()
         return 0
     codes = {code for _s, keys, _w in parsed for code in keys}
     alerts = {a.code: a for a in db.session.scalars(select(Alert).where(Alert.code.in_(codes)))}
@@ -840,6 +864,35 @@ def record_acks(acks: Iterable[tuple[int, Any, datetime]]) -> int:
         fresh += _acked_count(alert_id) - before
     db.session.commit()
     return fresh
+
+
+CLEARED_WINDOW = timedelta(days=1)  # how long after its end a take-down is still recorded
+
+
+def _record_cleared(parsed: list[tuple[int, dict[str, int], datetime]]) -> None:
+    """Screens that had an alert which has since ended, acknowledging a set without it, took
+    it down: their delivery rows say when (the report after a cancellation lists them)."""
+    if not parsed:
+        return
+    ended = db.session.execute(
+        select(Alert.id, Alert.code, Alert.ended_at, Alert.expires_at).where(
+            Alert.status.in_((AlertStatus.CANCELLED, AlertStatus.EXPIRED)),
+            Alert.ended_at >= utcnow() - CLEARED_WINDOW)).all()
+    table = AlertDelivery.__table__
+    for alert_id, code, ended_at, expires_at in ended:
+        # (players drop an expired alert at its expiry, before the scheduler marks it)
+        ended_at = min(ended_at, expires_at)
+        first: dict[int, datetime] = {}
+        for screen_id, keys, when in parsed:
+            if code not in keys and when >= ended_at:
+                first.setdefault(screen_id, when)
+        for chunk in _chunks(sorted(first)):
+            db.session.connection().execute(
+                sql_update(table)
+                .where(table.c.alert_id == alert_id, table.c.screen_id == bindparam("s"),
+                       table.c.cleared_at.is_(None))
+                .values(cleared_at=bindparam("w")),
+                [{"s": screen_id, "w": first[screen_id]} for screen_id in chunk])
 
 
 def _acked_count(alert_id: int) -> int:
