@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 from markupsafe import Markup
@@ -109,3 +110,20 @@ def test_two_charts_on_a_page_get_different_ids() -> None:
     a = parse(charts.bar_chart([("a", 1)], title="一"))
     b = parse(charts.bar_chart([("a", 2)], title="一"))
     assert a.get("aria-labelledby") != b.get("aria-labelledby")
+
+
+def test_axis_text_is_legible_and_never_cut_at_the_edges() -> None:
+    def hours(v: float) -> str:
+        return f"{v:,.0f} 小时"
+
+    svg = str(charts.line_chart([(f"11-{d:02d}", d * 100.0) for d in range(1, 31)],
+                                title="t", value_format=hours))
+    sizes = {float(x) for x in re.findall(r'font-size="([\d.]+)"', svg)}
+    assert min(sizes) >= 13, sizes
+    for x, text in re.findall(r'<text x="([\d.]+)"[^>]*text-anchor="end"[^>]*>([^<]+)</text>',
+                              svg):
+        assert float(x) - charts.text_width(text, charts.AXIS) >= 0, (x, text)
+    first = re.search(r'<text class="x-label" x="([\d.]+)"[^>]*text-anchor="(\w+)"', svg)
+    assert first is not None
+    x, anchor = float(first.group(1)), first.group(2)
+    assert anchor == "start" or x - charts.text_width("11-01", charts.AXIS) / 2 >= 0

@@ -19,6 +19,7 @@ FONT = ('system-ui, "PingFang SC", "Noto Sans CJK SC", "Microsoft YaHei", '
         '"WenQuanYi Micro Hei", sans-serif')
 INK, MUTED, GRID = "#1f2329", "#6b7280", "#e3e6ea"
 RED = "#b71c1c"
+AXIS = 13  # px: axis and value text, read beside 14 px body text
 
 Format = Callable[[float], str]
 
@@ -115,7 +116,7 @@ def bar_chart(
             f'<rect class="bar" x="{label_width}" y="{y + 4}" width="{length:.1f}" '
             f'height="{row_height - 8}" rx="3" fill="{escape(color)}"/>'
             f'<text x="{label_width + length + 6:.1f}" y="{y + row_height * 0.68:.1f}" '
-            f'font-size="12" fill="{MUTED}">{escape(shown)}</text></g>'
+            f'font-size="{AXIS}" fill="{MUTED}">{escape(shown)}</text></g>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))
@@ -140,9 +141,11 @@ def line_chart(
     parts = _open(chart_id, width, height, title, desc, "line")
     if not points:
         return _empty(parts, width, height, empty)
-    left, right, top_pad, bottom = 56, 16, 14, 30
-    plot_w, plot_h = width - left - right, height - top_pad - bottom
     ceiling = nice_ceiling(max(float(v) for _l, v in points))
+    # Room on the left for the widest y label ("1,318 小时"), none of it cut off.
+    widest = max(text_width(value_format(ceiling * k / 4), AXIS) for k in range(5))
+    left, right, top_pad, bottom = max(56, math.ceil(widest) + 12), 16, 14, 32
+    plot_w, plot_h = width - left - right, height - top_pad - bottom
     step_x = plot_w / max(len(points) - 1, 1)
 
     def xy(i: int, value: float) -> tuple[float, float]:
@@ -155,7 +158,7 @@ def line_chart(
         parts.append(
             f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '
             f'stroke="{GRID}" stroke-width="1"/>'
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="{AXIS}" '
             f'fill="{MUTED}">{escape(value_format(value))}</text>'
         )
     coords = [xy(i, v) for i, (_l, v) in enumerate(points)]
@@ -173,9 +176,12 @@ def line_chart(
             f"<title>{escape(label)}: {escape(value_format(value))}</title></circle>"
         )
         if i % every == 0:
+            # The first and last labels lean inwards: never cut at the chart's edges.
+            half = text_width(label, AXIS) / 2
+            anchor = ("start" if x - half < 0 else "end" if x + half > width else "middle")
             parts.append(
-                f'<text class="x-label" x="{x:.1f}" y="{height - 8}" text-anchor="middle" '
-                f'font-size="11" fill="{MUTED}">{escape(label)}</text>'
+                f'<text class="x-label" x="{x:.1f}" y="{height - 8}" text-anchor="{anchor}" '
+                f'font-size="{AXIS}" fill="{MUTED}">{escape(label)}</text>'
             )
     parts.append("</svg>")
     return Markup("".join(parts))
