@@ -321,7 +321,7 @@ def test_an_emoji_sequence_is_never_split_across_lines() -> None:
     lines = lay("一二三" + family + "四五", 3.5)
     assert len(lines) > 1
     assert sum(family in line.text for line in lines) == 1
-    assert laid_out_text(lines) == "一二三" + family + "四"
+    assert laid_out_text(lines) == "一二三" + family + "四五"
 
 
 # ---- no lone character on a paragraph's last line (孤字) ------------------------------------
