@@ -17,8 +17,10 @@ least 1/28 of the short side (39 px at 1080p) and 1/30 of the height (64 px on p
 
 Nothing is cut off silently: long bodies continue on further pages (a table repeats its
 header), a long title shrinks and, past three lines at its smallest size, is shown in full on
-the first page and abridged with "…" on the following ones. Characters the font cannot draw
-(emoji) become □. Layouts are cached per notice content, QR URL and size.
+the first page and abridged with "…" on the following ones. Every script is drawn with the
+fallback fonts (player.fonts: Noto Sans families, Arabic shaped right to left, colour emoji);
+only a character no installed font has becomes □. Layouts are cached per notice content, QR
+URL and size.
 """
 
 from __future__ import annotations
@@ -111,8 +113,8 @@ def chinese_date(value: str | datetime | None) -> str:
 
 
 @functools.lru_cache(maxsize=200_000)
-def _length(path: str, size: int, text: str) -> float:
-    return fontlib.load(path, size).getlength(text)
+def _length(fonts: Fonts, bold: bool, size: int, text: str) -> float:
+    return fontlib.chain(fonts, bold).length(text, size)
 
 
 @dataclass
@@ -193,16 +195,17 @@ class Renderer:
         return fontlib.load(self._path(bold), size)
 
     def measure(self, size: int) -> Callable[[str, bool], float]:
-        regular, bold = self.fonts.regular, self.fonts.bold
+        """Width of a text in px at `size`, with the same fonts (fallbacks included) as drawn."""
+        fonts = self.fonts
 
         def measure(text: str, is_bold: bool) -> float:
-            return _length(bold if is_bold else regular, size, text)
+            return _length(fonts, is_bold, size, text)
 
         return measure
 
     def clean(self, text: str) -> str:
-        """`text` as it will be drawn (emoji and other missing glyphs as □)."""
-        return fontlib.clean(text, self.fonts.regular)
+        """`text` as it will be drawn (characters no installed font has as □)."""
+        return fontlib.clean(text, self.fonts)
 
     def _runs(self, runs: Any) -> list[tuple[str, bool]]:
         out = []
@@ -218,12 +221,10 @@ class Renderer:
                   line_h: int, fill: Color = TEXT, bold: bool | None = None) -> Box:
         """Draw `line` with its top at `top` in a line box `line_h` tall; returns its box."""
         baseline = top + (line_h - size) / 2 + 0.88 * size
-        measure = self.measure(size)
         cx = x
         for text, is_bold in line.segments:
             b = is_bold if bold is None else bold
-            draw.text((cx, baseline), text, font=self.font(size, b), fill=fill, anchor="ls")
-            cx += measure(text, b)
+            cx += fontlib.chain(self.fonts, b).draw(draw, cx, baseline, text, size, fill)
         return Box("text", x, top, max(cx, x + line.width), top + line_h, line.text)
 
     # ---- the notice slide -----------------------------------------------------------------

@@ -243,7 +243,7 @@ def test_a_10000_character_mixed_body_paginates_and_nothing_is_lost(
     pages = boxes_of(r, n)
     assert len(pages) >= 5
     expected = r.clean("".join(run["text"] for b in blocks for run in b["runs"]))
-    assert "□" in expected  # emoji drawn as boxes, not dropped
+    assert "🎉" in expected and "👍🏻" in expected and "□" not in expected  # emoji drawn as emoji
     assert squash(body_text_of(r, n)) == squash(expected)
     # Longer body, more pages.
     shorter = len(r.layout(notice(long_mixed_body(3_000), code="Long3k"), QR_URL).pages)
@@ -336,7 +336,11 @@ def test_emoji_and_odd_characters_do_not_crash(renderers: dict, size: tuple[int,
     pages = boxes_of(r, n)
     assert pages and all(img.size == size for img, _ in pages)
     text = squash("".join(b.text for _, bs in pages for b in bs if b.kind in ("text", "title")))
-    assert "村民大会" in text and "春节联欢会" in text and "□" in text
+    assert "村民大会" in text and "春节联欢会" in text
+    # Every emoji is kept whole (ZWJ family, flag, skin tone), nothing drawn as □.
+    for emoji in ("🎉", "👨\u200d👩\u200d👧\u200d👦", "🇨🇳", "❤️", "👍🏻", "🏮"):
+        assert emoji in text
+    assert "□" not in text and "\u200b" not in text and "\ufeff" not in text
 
 
 # ---- the other slides ---------------------------------------------------------------------
@@ -410,8 +414,23 @@ def assert_matches_golden(img: Image.Image, name: str) -> None:
         f"change is intended, rerun with CUNPING_UPDATE_GOLDEN=1 and look at {path}")
 
 
+def scripts_notice() -> dict[str, Any]:
+    """Fallback fonts: Arabic (shaped, right to left), emoji with a ZWJ sequence, a flag and a
+    skin tone, Latin with diacritics, Greek, Cyrillic, Devanagari, CJK extension A; CJK
+    extension B (𠀀) is not in Noto Sans CJK and stays □."""
+    return notice([
+        {"type": "paragraph", "runs": runs("阿拉伯语：مرحبا بكم في قريتنا، الاجتماع غدا")},
+        {"type": "paragraph", "runs": runs("表情：春节快乐🎉🏮 全家福👨\u200d👩\u200d👧\u200d👦 "
+                                           "点赞👍🏻 爱心❤️ 国旗🇨🇳")},
+        {"type": "paragraph", "runs": runs("越南语姓名：Nguyễn Thị Ánh；希腊语：Ελληνικά；"
+                                           "俄语：Привет；印地语：नमस्ते")},
+        {"type": "paragraph", "runs": runs("扩展汉字：䶮（扩展A）𠀀（扩展B）")},
+    ], title="多语种与表情 🎉 Nguyễn Thị Ánh", code="Script1")
+
+
 def golden_slides(renderers: dict[tuple[int, int], Renderer]) -> dict[str, Image.Image]:
     return {
+        "scripts_1920x1080": renderers[(1920, 1080)].notice_pages(scripts_notice(), QR_URL)[0],
         "finance_1920x1080_p1": renderers[(1920, 1080)].notice_pages(
             finance_notice(rows=12), QR_URL)[0],
         "text_1280x720": renderers[(1280, 720)].notice_pages(text_notice(), QR_URL)[0],
@@ -424,7 +443,7 @@ def golden_slides(renderers: dict[tuple[int, int], Renderer]) -> dict[str, Image
 
 
 @pytest.mark.parametrize("name", ["finance_1920x1080_p1", "text_1280x720", "finance_1080x1920_p1",
-                                  "standby_1920x1080", "pairing_1280x720"])
+                                  "standby_1920x1080", "pairing_1280x720", "scripts_1920x1080"])
 def test_golden(renderers: dict, name: str) -> None:
     assert_matches_golden(golden_slides(renderers)[name], name)
 
