@@ -22,6 +22,7 @@ Pillow's own wrapping splits on spaces only, so it cannot be used for Chinese.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -55,10 +56,19 @@ def _is_ri(ch: str) -> bool:
     return 0x1F1E6 <= ord(ch) <= 0x1F1FF
 
 
+# Text made only of these (ASCII, Latin, punctuation, CJK, Hangul, full-width forms) has no
+# combining or joining character: each character is a cluster (the fast path).
+_SIMPLE = re.compile("[\x00-\u02ff\u2010-\u20cf\u2100-\u2bff\u3000-\u3029\u3030-\u3098"
+                     "\u309b-\u9fff\uac00-\ud7a3\uf900-\ufdff\ufe30-\ufe4f\uff00-\uffef]*")
+
+
 def clusters(text: str) -> Iterator[str]:
     """`text` in user-perceived characters (a simplified UAX #29 grapheme segmentation):
     combining marks, variation selectors, skin tones, keycaps and tags stay with their base, a
     ZWJ joins the characters either side (emoji sequences), regional indicators pair up."""
+    if _SIMPLE.fullmatch(text):
+        yield from text
+        return
     i, n = 0, len(text)
     while i < n:
         j = i + 1

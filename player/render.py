@@ -113,8 +113,8 @@ def chinese_date(value: str | datetime | None) -> str:
 
 
 @functools.lru_cache(maxsize=200_000)
-def _length(fonts: Fonts, bold: bool, size: int, text: str) -> float:
-    return fontlib.chain(fonts, bold).length(text, size)
+def _length(chain: fontlib.FontChain, size: int, text: str) -> float:
+    return chain.length(text, size)
 
 
 @dataclass
@@ -164,6 +164,7 @@ class Renderer:
 
     def __init__(self, fonts: Fonts, size: tuple[int, int]) -> None:
         self.fonts = fonts
+        self._chains = (fontlib.chain(fonts, False), fontlib.chain(fonts, True))
         self.size = (int(size[0]), int(size[1]))
         w, h = self.size
         self.portrait = h > w
@@ -196,10 +197,10 @@ class Renderer:
 
     def measure(self, size: int) -> Callable[[str, bool], float]:
         """Width of a text in px at `size`, with the same fonts (fallbacks included) as drawn."""
-        fonts = self.fonts
+        regular, bold = self._chains
 
         def measure(text: str, is_bold: bool) -> float:
-            return _length(fonts, is_bold, size, text)
+            return _length(bold if is_bold else regular, size, text)
 
         return measure
 
@@ -224,7 +225,7 @@ class Renderer:
         cx = x
         for text, is_bold in line.segments:
             b = is_bold if bold is None else bold
-            cx += fontlib.chain(self.fonts, b).draw(draw, cx, baseline, text, size, fill)
+            cx += self._chains[b].draw(draw, cx, baseline, text, size, fill)
         return Box("text", x, top, max(cx, x + line.width), top + line_h, line.text)
 
     # ---- the notice slide -----------------------------------------------------------------
