@@ -165,6 +165,12 @@ def atoms(runs: Iterable[Run | dict], measure: Measure, max_width: float) -> lis
             out.append(_atom([(" ", chars[i][1])], "space", measure))
             i += 1
         elif _is_wordish(ch):
+            if ch in NO_START:
+                # Closing punctuation glued to what precedes it ("村%000000"): its own piece,
+                # so the word after it may still start the next line.
+                out.append(_atom([chars[i]], "char", measure))
+                i += 1
+                continue
             j = i
             while j < n and _is_wordish(chars[j][0]):
                 j += 1
