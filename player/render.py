@@ -174,9 +174,9 @@ class Renderer:
         # screen height (the issue's floor for reading from a few metres): 64 px on a
         # 1080×1920 portrait screen, where lines are short anyway and the screen is tall.
         self.body_size = max(-(-short // 28), -(-h // 30))
-        # Table text on a portrait screen stays at 1/40 of the height (48 px): at 64 px a
-        # three-column finance table on a 1080 px wide screen wraps every cell to three lines.
-        self.table_size = self.body_size if not self.portrait else max(-(-short // 28), h // 40)
+        # Table text is body text: never below the floor, portrait screens included. Cells wrap
+        # and rows go on to further pages (the header repeated) instead of the text shrinking.
+        self.table_size = self.body_size
         self.margin = round(short * 0.045)
         self.band_h = round(short * 0.095)
         self.band_size = round(short * 0.046)
@@ -464,17 +464,20 @@ class Renderer:
         for row in cells:
             for c, cell in enumerate(row):
                 nat[c] = max(nat[c], natural(cell) + 2 * pad_x + 1)
-                mins[c] = max(mins[c], min(longest_word(cell), s * 6) + 2 * pad_x + 1)
+                # A column is never narrower than its longest word (up to 6 em) nor than two
+                # characters: a column of one character per line reads as nothing.
+                least = max(min(longest_word(cell), s * 6), min(natural(cell), s * 2))
+                mins[c] = max(mins[c], least + 2 * pad_x + 1)
         avail = width - self.line
+        if sum(mins) > avail and header and ncols > 2:
+            return self._stacked_units(header, rows, width, page_h)
         if sum(nat) <= avail:
             extra = avail - sum(nat) if sum(nat) > avail * 0.55 else 0
             widths = [n + extra * n / sum(nat) for n in nat]
         elif sum(mins) >= avail:
             widths = [avail * m / sum(mins) for m in mins]
         else:
-            spare = avail - sum(mins)
-            want = [n - m for n, m in zip(nat, mins, strict=True)]
-            widths = [m + spare * wn / sum(want) for m, wn in zip(mins, want, strict=True)]
+            widths = self._balance_columns(cells, nat, mins, avail, s, 2 * pad_x)
         widths = [int(w) for w in widths]
         xs = [0]
         for w in widths:
@@ -539,6 +542,118 @@ class Renderer:
         if not head_unit and units:
             units[0].gap = round(s * 0.6)
         return units
+
+    def _stacked_units(self, header: list[list[tuple[str, bool]]],
+                       rows: list[list[list[tuple[str, bool]]]], width: int,
+                       page_h: int) -> list[Unit]:
+        """A table too wide for the screen at the text floor (a four-column finance table on a
+        portrait screen) is shown one record at a time: each row as a small two-column table,
+        the header's labels on the left, the row's values on the right (empty cells left
+        out). Text keeps its size; nothing is squeezed to a character per line."""
+        def as_runs(cell: list[tuple[str, bool]], bold: bool | None = None) -> list[dict]:
+            return [{"text": t, "bold": b if bold is None else bold} for t, b in cell]
+
+        records = []
+        for row in rows:
+            pairs = [[as_runs(header[c] if c < len(header) else [], True), as_runs(cell)]
+                     for c, cell in enumerate(row) if cell]
+            if pairs:
+                records.append(pairs)
+        block = {"type": "table", "align": ["left", "left"], "header": [],
+                 "rows": [pair for record in records for pair in record]}
+        units = self._table_units(block, width, page_h)
+        if len(units) != len(block["rows"]):  # a value taller than a page was split: as is
+            return units
+        out: list[Unit] = []
+        k = 0
+        for record in records:
+            parts = units[k:k + len(record)]
+            k += len(record)
+            tops = [sum(u.height for u in parts[:i]) for i in range(len(parts))]
+            if tops[-1] + parts[-1].height > page_h:
+                out += parts
+                continue
+
+            def draw(d: ImageDraw.ImageDraw, img: Image.Image, x: int, y: int,
+                     parts: list[Unit] = parts, tops: list[int] = tops) -> list[Box]:
+                return [b for u, t in zip(parts, tops, strict=True) for b in u.draw(d, img, x,
+                                                                                   y + t)]
+
+            # One record, one unit: never split across pages.
+            out.append(Unit(tops[-1] + parts[-1].height, round(self.table_size * 0.6), draw,
+                            "".join(u.text for u in parts), "table-row"))
+        return out
+
+    def _balance_columns(self, cells: list[list[list[tuple[str, bool]]]], nat: list[float],
+                         mins: list[float], avail: float, size: int, pad: int) -> list[float]:
+        """Column widths for a table wider than the body: starting from each column's minimum,
+        the room left goes, a step at a time, where it saves the most lines (rows are as tall
+        as their tallest cell), then where it ends the most cells on a last line of one or
+        two characters (a few pixels spare a 孤字 and its pulled-down neighbour); what no
+        step improves is shared in proportion to what each column still lacks."""
+        ncols = len(nat)
+        sample = cells[:24]  # enough to judge a long table's columns, cheap on a weak box
+        lone = 2.2 * size  # a last line this short holds one or two characters
+        memo: dict[tuple[int, int], list[tuple[int, bool]]] = {}
+
+        def column(c: int, w: float) -> list[tuple[int, bool]]:
+            key = (c, int(w))
+            if key not in memo:
+                out = []
+                for row in sample:
+                    cell = row[c] if c < len(row) else []
+                    lines = self.wrap(cell, int(w) - pad, size) if cell else []
+                    out.append((len(lines), len(lines) > 1 and lines[-1].width < lone))
+                memo[key] = out
+            return memo[key]
+
+        def cost(ws: list[float]) -> tuple[int, int]:
+            cols = [column(c, ws[c]) for c in range(ncols)]
+            lines = sum(max([col[r][0] for col in cols] + [1]) for r in range(len(sample)))
+            return lines, sum(short for col in cols for _n, short in col)
+
+        widths = [float(m) for m in mins]
+        step = max(4.0, size / 4)
+        best = cost(widths)
+        while sum(widths) + step <= avail:
+            tries = []
+            for c in range(ncols):
+                if widths[c] >= nat[c]:
+                    continue
+                trial = list(widths)
+                trial[c] += step
+                tries.append((cost(trial), -(nat[c] - widths[c]), c))
+            if not tries:
+                break
+            got, _lack, c = min(tries)
+            if got >= best:
+                # No single step helps (a cell needs several): look further ahead for the
+                # column whose next saving is nearest.
+                ahead = []
+                for c2 in range(ncols):
+                    trial = list(widths)
+                    k = 1
+                    while trial[c2] < nat[c2] and sum(trial) + step <= avail and k <= 12:
+                        trial[c2] += step
+                        if cost(trial) < best:
+                            ahead.append((k, c2))
+                            break
+                        k += 1
+                if not ahead:
+                    break
+                _k, c = min(ahead)
+                widths[c] += step
+                best = cost(widths)
+                continue
+            widths[c] += step
+            best = got
+        spare = avail - sum(widths)
+        lack = [max(0.0, n - w) for n, w in zip(nat, widths, strict=True)]
+        if spare > 0 and sum(lack) > 0:
+            widths = [w + spare * lk / sum(lack) for w, lk in zip(widths, lack, strict=True)]
+        elif spare > 0:
+            widths = [w + spare / ncols for w in widths]
+        return widths
 
     @staticmethod
     def _paginate(units: list[Unit], heights: tuple[int, int]) -> list[Page]:

@@ -5,6 +5,7 @@ golden images (CUNPING_UPDATE_GOLDEN=1 rewrites tests/player/golden/*.png)."""
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import re
 from datetime import datetime
@@ -298,6 +299,104 @@ def test_a_long_table_repeats_its_header_on_the_next_page(renderers: dict,
     assert squash(body_text_of(r, n)).count("南洼地块") == 40
 
 
+def demo_finance_notice() -> dict[str, Any]:
+    """The demo's finance slide (server/demo.py FINANCE_BODY), as the server parses it."""
+    rows = [("上月结余", "86,420.35", "", ""),
+            ("集体土地租赁收入", "42,000.00", "", "村西50亩，承包人王建军"),
+            ("上级转移支付", "30,000.00", "", "村级组织运转经费"),
+            ("村内道路维修", "", "18,600.00", "前街300米，经村民代表会议通过"),
+            ("路灯电费", "", "1,236.80", "10月份，12盏"),
+            ("保洁员工资", "", "3,000.00", "2人 × 1,500元"),
+            ("办公费用", "", "412.50", "打印纸、墨盒"),
+            ("合计", "158,420.35", "23,249.30", "本月结余 135,171.05 元")]
+    return notice([
+        {"type": "paragraph", "runs": runs(
+            "前王庄村2026年10月财务收支情况公开如下，请村民监督。如有疑问，请在公开之日起10日内"
+            "向村务监督委员会反映，或扫描屏幕上的二维码留言。")},
+        {"type": "table", "align": ["left", "right", "right", "left"],
+         "header": [runs("项目"), runs("收入（元）"), runs("支出（元）"), runs("说明")],
+         "rows": [[runs(c) if c else [] for c in row] for row in rows]},
+    ], title="前王庄村2026年10月财务公开", code="Demo01")
+
+
+def lone_last_lines(boxes: list[Box]) -> list[str]:
+    """Cells and text lines that end a paragraph or cell on one Chinese character."""
+    from player.linebreak import NO_START
+
+    out = []
+    rows: dict[float, list[Box]] = {}
+    for b in only(boxes, "cell"):
+        rows.setdefault(round(b.x0), []).append(b)
+    for column in rows.values():
+        column.sort(key=lambda b: b.y0)
+        for prev, box in itertools.pairwise(column):
+            text = [c for c in box.text if c not in NO_START]
+            # the next line of the same cell sits right under the previous one
+            if box.y0 - prev.y1 < 2 and len(text) == 1 and ord(text[0]) >= 0x2E80:
+                out.append(prev.text + " / " + box.text)
+    return out
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_table_text_is_never_below_the_floor(renderers: dict, size: tuple[int, int]) -> None:
+    """Portrait included: table text is at least 1/30 of the height (64 px at 1920 high); the
+    table wraps cells and goes on to further pages instead of shrinking."""
+    r = renderers[size]
+    assert r.table_size >= size[1] / 30
+    n = finance_notice(rows=12)
+    pages = boxes_of(r, n)
+    cells = [b for _img, bs in pages for b in only(bs, "cell")]
+    assert cells and all(b.y1 - b.y0 >= size[1] / 30 * 1.3 for b in cells)
+    img, boxes = pages[-1]
+    cell = next(b for b in only(boxes, "cell") if "南洼地块" in b.text or "南洼" in b.text)
+    crop = img.crop((int(cell.x0), int(cell.y0), int(cell.x1), int(cell.y1)))
+    ink = ImageChops.difference(crop, Image.new("RGB", crop.size, BG)).convert("L").point(
+        lambda v: 255 if v > 100 else 0).getbbox()
+    assert ink is not None and ink[3] - ink[1] >= 0.8 * size[1] / 30
+    # Nothing lost: every row placed once, the header on every page that has rows.
+    assert squash(body_text_of(r, n)).count("南洼地块") == 12
+    for _img, bs in pages:
+        if only(bs, "table-row"):
+            assert [c.text for c in only(bs, "cell")][:3] == ["项目", "金额（元）", "说明"]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_no_lone_character_in_the_demo_finance_slide(renderers: dict,
+                                                      size: tuple[int, int]) -> None:
+    """No "集体土地租赁收 / 入" nor "经村民代表会议通 / 过": a cell or paragraph never ends on a
+    line of one character."""
+    pages = boxes_of(renderers[size], demo_finance_notice())
+    boxes = [b for _img, bs in pages for b in bs]
+    assert [lone for _img, bs in pages for lone in lone_last_lines(bs)] == []
+    assert any(b.text == "集体土地租赁收入" for b in only(boxes, "cell"))
+    texts = [b.text for b in only(boxes, "text")]
+    assert all(len(t) > 1 for t in texts)
+
+
+def test_a_portrait_finance_table_too_wide_is_shown_record_by_record(renderers: dict) -> None:
+    r = renderers[(1080, 1920)]
+    pages = boxes_of(r, demo_finance_notice())
+    cells = [b for _img, bs in pages for b in only(bs, "cell")]
+    # Label and value side by side, every value whole on one line (no "86,420.3 / 5").
+    labels = [c.text for c in cells if c.text in ("项目", "收入（元）", "支出（元）", "说明")]
+    assert labels.count("项目") == 8
+    for value in ("86,420.35", "158,420.35", "23,249.30", "18,600.00", "集体土地租赁收入"):
+        assert value in [c.text for c in cells]
+    # Records are never split across pages: each page's first cell is a 项目 label.
+    for _img, bs in pages[1:]:
+        assert only(bs, "cell")[0].text == "项目"
+    # Landscape keeps the table as a table.
+    wide = [b for _img, bs in boxes_of(renderers[(1920, 1080)], demo_finance_notice())
+            for b in only(bs, "cell")]
+    assert [c.text for c in wide][:4] == ["项目", "收入（元）", "支出（元）", "说明"]
+
+
+def test_the_lone_character_check_can_fail() -> None:
+    a = Box("cell", 10, 0, 200, 50, "集体土地租赁收")
+    b = Box("cell", 10, 50, 40, 100, "入")
+    assert lone_last_lines([a, b]) == ["集体土地租赁收 / 入"]
+
+
 def jpeg_bytes() -> bytes:
     img = Image.new("RGB", (400, 300), (200, 80, 40))
     ImageDraw.Draw(img).ellipse([100, 50, 300, 250], fill=(40, 120, 200))
@@ -436,6 +535,9 @@ def golden_slides(renderers: dict[tuple[int, int], Renderer]) -> dict[str, Image
         "text_1280x720": renderers[(1280, 720)].notice_pages(text_notice(), QR_URL)[0],
         "finance_1080x1920_p1": renderers[(1080, 1920)].notice_pages(finance_notice(),
                                                                     QR_URL)[0],
+        # A four-column table too wide for a portrait screen at 64 px: one record at a time.
+        "demo_finance_1080x1920_p2": renderers[(1080, 1920)].notice_pages(
+            demo_finance_notice(), QR_URL)[1],
         "standby_1920x1080": renderers[(1920, 1080)].standby(
             county_name="清源县", screen_name="前王庄村村委会门口大屏", qr_url=SCREEN_URL, now=NOW),
         "pairing_1280x720": renderers[(1280, 720)].pairing("428615", "http://cunping.test"),
@@ -443,7 +545,8 @@ def golden_slides(renderers: dict[tuple[int, int], Renderer]) -> dict[str, Image
 
 
 @pytest.mark.parametrize("name", ["finance_1920x1080_p1", "text_1280x720", "finance_1080x1920_p1",
-                                  "standby_1920x1080", "pairing_1280x720", "scripts_1920x1080"])
+                                  "standby_1920x1080", "pairing_1280x720", "scripts_1920x1080",
+                                  "demo_finance_1080x1920_p2"])
 def test_golden(renderers: dict, name: str) -> None:
     assert_matches_golden(golden_slides(renderers)[name], name)
 
