@@ -164,7 +164,7 @@ def render_alert(r: Renderer, alert: dict[str, Any], qr_url: str, *, index: int 
 
     # -- the QR card and the footer -------------------------------------------------------------
     fs = max(round(short / 25), 14)
-    card = r._qr_card(qr_url, "扫码看详情") if qr_url else None
+    card = r._qr_card(qr_url, "扫码看详情", str(alert.get("code") or "")) if qr_url else None
     sender = r.clean(str(alert.get("sender_name") or ""))
     issued = local_time(alert.get("issued_at") or alert.get("starts_at"))
     expires = local_time(alert.get("expires_at"))
@@ -206,7 +206,7 @@ def render_alert(r: Renderer, alert: dict[str, Any], qr_url: str, *, index: int 
         d.rectangle([cx - border, cy - border, cx + card.width + border - 1,
                      cy + card.height + border - 1], fill=WHITE)
         img.paste(card, (int(cx), int(cy)))
-        boxes.append(Box("qr", cx, cy, cx + card.width, cy + card.height))
+        boxes += r.card_boxes(card, qr_url, alert.get("code"), int(cx), int(cy))
 
     # -- the panel: text and instruction -----------------------------------------------------------
     panel = (m, y, panel_right, panel_bottom)

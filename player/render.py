@@ -230,19 +230,40 @@ class Renderer:
 
     # ---- the notice slide -----------------------------------------------------------------
 
-    def _qr_card(self, qr_url: str, caption: str) -> Image.Image:
-        code = qrlib.qr_image(qr_url, self.module_px)
+    def _qr_card(self, qr_url: str, caption: str, code: str | None = None) -> Image.Image:
+        """The QR code with its caption below it and, for a notice or an alert, its code
+        ("编号 hgdpzh": residents are told to type the code under the QR code on the site)."""
+        qr = qrlib.qr_image(qr_url, self.module_px)
         cap_size = self.footer_size
         cap_h = round(cap_size * 1.2)
-        card = Image.new("RGB", (code.width, code.height + cap_h), WHITE)
-        card.paste(code, (0, 0))
+        code = self.clean(code or "").strip()
+        code_size = round(cap_size * 1.1)
+        code_h = round(code_size * 1.3) if code else 0
+        card = Image.new("RGB", (qr.width, qr.height + cap_h + code_h), WHITE)
+        card.paste(qr, (0, 0))
         d = ImageDraw.Draw(card)
         # The caption sits in the lower quiet zone and below it: the code keeps 4 white modules.
         quiet = qrlib.QUIET_ZONE * self.module_px
-        y = code.height - quiet + (quiet + cap_h) / 2 + 0.35 * cap_size
+        y = qr.height - quiet + (quiet + cap_h) / 2 + 0.35 * cap_size
         d.text((card.width / 2, y), caption, font=self.font(cap_size, True), fill=TEXT,
                anchor="ms")
+        if code:
+            label = f"编号 {code}"
+            while code_size > 12 and self.measure(code_size)(label, True) > card.width - 8:
+                code_size -= 1
+            d.text((card.width / 2, qr.height + cap_h + code_h * 0.8), label,
+                   font=self.font(code_size, True), fill=TEXT, anchor="ms")
         return card
+
+    def card_boxes(self, card: Image.Image, qr_url: str, code: Any, x: float,
+                   y: float) -> list[Box]:
+        """Boxes of a QR card pasted at (x, y): the card, and the code line under it."""
+        boxes = [Box("qr", x, y, x + card.width, y + card.height)]
+        code = self.clean(str(code or "")).strip()
+        if code:
+            top = y + qrlib.qr_image(qr_url, self.module_px).height + round(self.footer_size * 1.2)
+            boxes.append(Box("qr-code", x, top, x + card.width, y + card.height, f"编号 {code}"))
+        return boxes
 
     def _geometry(self, card: Image.Image, footer_lines: int) -> dict[str, int]:
         w, h = self.size
@@ -346,7 +367,7 @@ class Renderer:
 
     def _layout(self, notice: dict[str, Any], qr_url: str,
                 usable: list[tuple[str, Image.Image]]) -> Layout:
-        card = self._qr_card(qr_url, "扫码看详情")
+        card = self._qr_card(qr_url, "扫码看详情", notice.get("code"))
         probe = self._geometry(card, 1)
         footer = self._footer_lines(notice, probe["footer_w"])
         g = self._geometry(card, len(footer))
@@ -699,7 +720,7 @@ class Renderer:
         category = notice.get("category") if isinstance(notice.get("category"), dict) else {}
         self._band_color = darken_for_band(parse_color(category.get("color")))
         lay = self.layout(notice, qr_url, images)
-        card = self._qr_card(qr_url, "扫码看详情")
+        card = self._qr_card(qr_url, "扫码看详情", notice.get("code"))
         footer = self._footer_lines(notice, self._geometry(card, 1)["footer_w"])
         g = self._geometry(card, len(footer))
         out = []
@@ -731,8 +752,7 @@ class Renderer:
                 boxes.append(box)
                 fy += g["footer_lh"]
             img.paste(card, (g["card_x"], g["card_y"]))
-            boxes.append(Box("qr", g["card_x"], g["card_y"], g["card_x"] + card.width,
-                             g["card_y"] + card.height))
+            boxes += self.card_boxes(card, qr_url, notice.get("code"), g["card_x"], g["card_y"])
             out.append((img, boxes))
         return out
 

@@ -117,8 +117,9 @@ def squash(text: str) -> str:
     return re.sub(r"\s", "", text)
 
 
-def boxes_of(r: Renderer, n: dict[str, Any], **kw: Any) -> list[tuple[Image.Image, list[Box]]]:
-    return r.notice_pages_with_boxes(n, QR_URL, **kw)
+def boxes_of(r: Renderer, n: dict[str, Any], url: str = QR_URL,
+             **kw: Any) -> list[tuple[Image.Image, list[Box]]]:
+    return r.notice_pages_with_boxes(n, url, **kw)
 
 
 def only(boxes: list[Box], kind: str) -> list[Box]:
@@ -196,6 +197,49 @@ def test_qr_modules_are_at_least_8_px_at_1080p(renderers: dict) -> None:
     # Whole pixels per module, the quiet zone kept: the card is exactly the code's size.
     qr_box = only(boxes_of(r, finance_notice())[0][1], "qr")[0]
     assert qr_box.x1 - qr_box.x0 == qrlib.modules(QR_URL) * r.module_px
+
+
+ALERT_URL = "http://cunping.test/a/Qx7Lm2?s=XY12"
+
+
+def assert_qr_legible(img: Image.Image, boxes: list[Box], url: str) -> None:
+    """The frame's QR decodes (with zxing-cpp, a real decoder) from a third of the size with a
+    slight blur (σ=1), and from a quarter at 1920×1080 and 1280×720 (landscape layouts); the
+    code drawn under it ("编号 …") is the code in the decoded URL."""
+    w, h = img.size
+    assert decode(img) == [url]
+    third = img.resize((w // 3, h // 3), Image.Resampling.LANCZOS).filter(
+        ImageFilter.GaussianBlur(1))
+    assert decode(third) == [url], "no decode at 1/3 with blur"
+    if (w, h) in ((1920, 1080), (1280, 720)):
+        quarter = img.resize((w // 4, h // 4), Image.Resampling.LANCZOS)
+        assert decode(quarter) == [url], "no decode at 1/4"
+    (label,) = only(boxes, "qr-code")
+    code = url.split("?")[0].rsplit("/", 1)[-1]
+    assert label.text == f"编号 {code}"
+    # ... and it is drawn: dark ink in the code line of the white card.
+    line = img.crop((int(label.x0), int(label.y0), int(label.x1), int(label.y1))).convert("L")
+    assert line.point(lambda v: 255 if v < 100 else 0).getbbox() is not None
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_every_frames_qr_decodes_from_across_the_room(renderers: dict,
+                                                      size: tuple[int, int]) -> None:
+    r = renderers[size]
+    url = "http://cunping.test/n/hgdpzh?s=XY12"
+    for n in (finance_notice(rows=40), text_notice(), scripts_notice(), demo_finance_notice()):
+        n = {**n, "code": "hgdpzh", "url": "http://cunping.test/n/hgdpzh"}
+        for img, boxes in boxes_of(r, n, url=url)[:2]:
+            assert_qr_legible(img, boxes, url)
+    from tests.player.test_alert_slide import rainstorm
+
+    img, boxes = r.alert_with_boxes(rainstorm(1), ALERT_URL, index=0, total=2)
+    assert_qr_legible(img, boxes, ALERT_URL)
+
+
+def test_qr_modules_are_at_least_9_px_at_720p(renderers: dict) -> None:
+    assert renderers[(1280, 720)].module_px >= 9
+    assert qrlib.module_px_for(720) == 9 and qrlib.module_px_for(1080) == 10
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -347,8 +391,8 @@ def test_table_text_is_never_below_the_floor(renderers: dict, size: tuple[int, i
     pages = boxes_of(r, n)
     cells = [b for _img, bs in pages for b in only(bs, "cell")]
     assert cells and all(b.y1 - b.y0 >= size[1] / 30 * 1.3 for b in cells)
-    img, boxes = pages[-1]
-    cell = next(b for b in only(boxes, "cell") if "南洼地块" in b.text or "南洼" in b.text)
+    img, cell = next((img, b) for img, bs in pages for b in only(bs, "cell")
+                     if b.text.startswith("南洼"))
     crop = img.crop((int(cell.x0), int(cell.y0), int(cell.x1), int(cell.y1)))
     ink = ImageChops.difference(crop, Image.new("RGB", crop.size, BG)).convert("L").point(
         lambda v: 255 if v > 100 else 0).getbbox()
