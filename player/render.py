@@ -713,10 +713,46 @@ class Renderer:
         return [img for img, _boxes in self.notice_pages_with_boxes(notice, qr_url,
                                                                     images=images)]
 
+    def notice_more_page(self, notice: dict[str, Any], qr_url: str, page: int, left: int, *,
+                         images: dict[str, Image.Image] | None = None) -> Image.Image:
+        """Page `page` (0-based) of `notice` as the last one its turn shows (the time budget,
+        player.schedule): it says how many pages are left and how to read them ("还有 27 页 ·
+        扫码看全文"), the QR card framed in the category colour."""
+        return self.notice_pages_with_boxes(notice, qr_url, images=images,
+                                            more=(page, left))[0][0]
+
+    def _more_note(self, d: ImageDraw.ImageDraw, left: int, g: dict[str, int],
+                   zone: tuple[int, int]) -> list[Box]:
+        """The budget's note in the footer's place: 还有 N 页 · 扫码看全文, bold, large."""
+        top, bottom = zone
+        text = f"还有 {left} 页 · 扫码看全文"
+        size = self.body_size
+        while True:
+            lh = round(size * 1.3)
+            lines = self.wrap([(text, True)], g["footer_w"], size)
+            if len(lines) > 1:  # two lines: what is left, then what to do
+                lines = self.wrap([(f"还有 {left} 页\n扫码看全文", True)], g["footer_w"], size)
+            if len(lines) * lh <= bottom - top or size <= self.footer_size:
+                break
+            size -= 2
+        color = self._band_color
+        d.rectangle([g["footer_x"] - self.margin // 3, top, g["footer_x"] + g["footer_w"],
+                     bottom], fill=tint(color, 0.14))
+        y = top + (bottom - top - len(lines) * lh) / 2
+        boxes = []
+        for line in lines:
+            box = self.draw_line(d, line, g["footer_x"], y, size, lh, fill=color, bold=True)
+            box.kind = "more"
+            boxes.append(box)
+            y += lh
+        return boxes
+
     def notice_pages_with_boxes(self, notice: dict[str, Any], qr_url: str, *,
-                                images: dict[str, Image.Image] | None = None
+                                images: dict[str, Image.Image] | None = None,
+                                more: tuple[int, int] | None = None
                                 ) -> list[tuple[Image.Image, list[Box]]]:
-        """Like notice_pages, with the boxes of everything drawn (for checks)."""
+        """Like notice_pages, with the boxes of everything drawn (for checks). With `more`
+        (page, pages left): that page alone, as the last of a turn cut short by the budget."""
         category = notice.get("category") if isinstance(notice.get("category"), dict) else {}
         self._band_color = darken_for_band(parse_color(category.get("color")))
         lay = self.layout(notice, qr_url, images)
@@ -726,6 +762,8 @@ class Renderer:
         out = []
         total = len(lay.pages)
         for n, page in enumerate(lay.pages):
+            if more is not None and n != min(max(0, more[0]), total - 1):
+                continue
             img = Image.new("RGB", self.size, BG)
             d = ImageDraw.Draw(img)
             boxes: list[Box] = []
@@ -745,12 +783,28 @@ class Renderer:
             for unit, y in page.units:
                 boxes += unit.draw(d, img, g["left"], body_top + y)
             fy = g["footer_top"]
-            for line in footer:
+            shown_card = card
+            if more is not None:
+                # The footer's place (beside the card on portrait, under the body on
+                # landscape) says what is left; the card says 扫码看全文, framed.
+                zone = (g["card_y"], g["card_y"] + card.height) if self.portrait else (
+                    g["footer_top"], g["footer_top"] + len(footer) * g["footer_lh"])
+                boxes += self._more_note(d, more[1], g, zone)
+                shown_card = self._qr_card(qr_url, "扫码看全文", notice.get("code"))
+                frame = max(4, self.margin // 5)
+                d.rectangle([g["card_x"] - frame, g["card_y"] - frame,
+                             g["card_x"] + card.width + frame - 1,
+                             g["card_y"] + card.height + frame - 1], fill=self._band_color)
+                footer_drawn: list[Line] = []
+            else:
+                footer_drawn = footer
+            for line in footer_drawn:
                 box = self.draw_line(d, line, g["footer_x"], fy, self.footer_size,
                                      g["footer_lh"], fill=MUTED)
                 box.kind = "footer"
                 boxes.append(box)
                 fy += g["footer_lh"]
+            card = shown_card
             img.paste(card, (g["card_x"], g["card_y"]))
             boxes += self.card_boxes(card, qr_url, notice.get("code"), g["card_x"], g["card_y"])
             out.append((img, boxes))

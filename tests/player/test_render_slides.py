@@ -616,3 +616,58 @@ def test_golden_comparison_catches_a_layout_change(name: str) -> None:
     soft = golden.filter(ImageFilter.GaussianBlur(0.4))
     mean, over = compare(soft, golden)
     assert mean < MAX_MEAN and over < MAX_OVER, (mean, over)
+
+
+# ---- the time budget's last page ----------------------------------------------------------
+
+
+def long_notice() -> dict[str, Any]:
+    """4,800 characters of plain Chinese text, in paragraphs of 400."""
+    piece = ("为做好今冬明春农村人居环境整治工作，村委会决定开展房前屋后环境卫生大清理，"
+             "请各户清理门前杂物、柴草和生活垃圾，做到物品摆放整齐，道路通畅。")
+    text = (piece * (4800 // len(piece) + 1))[:4800]
+    return {**notice([{"type": "paragraph", "runs": runs(text[i:i + 400])}
+                      for i in range(0, 4800, 400)],
+                     title="关于开展冬季村庄清洁行动的通知", code="hgdpzh"),
+            "url": "http://cunping.test/n/hgdpzh", "duration_s": 20, "budget_s": 120}
+
+
+def test_a_4800_character_notice_shows_6_pages_per_turn_and_says_what_is_left(
+        renderers: dict) -> None:
+    from player.schedule import Rotation
+
+    r = renderers[(1080, 1920)]
+    n = long_notice()
+    url = "http://cunping.test/n/hgdpzh?s=XY12"
+    total = len(r.notice_pages(n, url))
+    assert 28 <= total <= 36  # about 32 pages on a portrait screen
+    rotation = Rotation()
+    other = {**notice([], code="Other1"), "pinned": False}
+    rotation.update([{**n, "pinned": True}, other])
+    turn = [rotation.next(lambda x: total if x["code"] == "hgdpzh" else 1) for _ in range(7)]
+    assert [s.code for s in turn if s] == ["hgdpzh"] * 6 + ["Other1"]
+    last = turn[5]
+    assert last is not None and last.more == total - 6 and last.page == 5
+    img, boxes = r.notice_pages_with_boxes(n, url, more=(last.page, last.more))[0]
+    note = "".join(b.text for b in only(boxes, "more"))
+    assert note in (f"还有 {total - 6} 页 · 扫码看全文", f"还有 {total - 6} 页扫码看全文")
+    assert only(boxes, "page")[0].text == f"6/{total}"
+    assert not only(boxes, "footer")  # the note takes the footer's place
+    assert_qr_legible(img, boxes, url)
+    # The same page without the note is the plain page.
+    plain = boxes_of(r, n, url=url)[5][1]
+    assert not only(plain, "more") and only(plain, "footer")
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (1280, 720)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_budget_page_qr_decodes_on_landscape(renderers: dict, size: tuple[int, int]) -> None:
+    url = "http://cunping.test/n/hgdpzh?s=XY12"
+    img, boxes = renderers[size].notice_pages_with_boxes(long_notice(), url, more=(2, 9))[0]
+    assert "".join(b.text for b in only(boxes, "more")) == "还有 9 页 · 扫码看全文"
+    assert_qr_legible(img, boxes, url)
+
+
+def test_golden_budget_page() -> None:
+    r = Renderer(find_fonts(None), (1080, 1920))
+    img = r.notice_more_page(long_notice(), "http://cunping.test/n/hgdpzh?s=XY12", 5, 26)
+    assert_matches_golden(img, "budget_1080x1920")
