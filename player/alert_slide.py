@@ -2,14 +2,20 @@
 
     ┌───────────────────────────────────────────────────────────────┐  level colour
     │ ⚠  暴雨红色预警  [Ⅰ级]                                    1/2 │  heading, huge
-    │    清源县气象台发布暴雨红色预警                                  │  the alert's title
+    │    清源县气象台发布                                              │  title less heading
     │ ┌─────────────────────────────────────────────┐ ┌───────────┐ │
     │ │ text (dark on white, large)                 │ │    QR     │ │
-    │ │ ┃防范措施                                   │ │ 扫码看详情 │ │
-    │ │ ┃instruction (bold)                         │ └───────────┘ │
+    │ │ ┃防御指引                                   │ │ 扫码看详情 │ │
+    │ │ ┃1. step (bold)                             │ │编号 Qx7Lm2│ │
+    │ │ ┃2. step                                    │ └───────────┘ │
     │ └─────────────────────────────────────────────┘               │
     │ 发布单位 · 发布时间 · 有效期至 (China time)                      │  footer
     └───────────────────────────────────────────────────────────────┘
+
+The title is not drawn twice: where it repeats the heading ("清源县气象台发布暴雨红色预警信号"
+under "暴雨红色预警"), only what it adds is shown (the issuer, "清源县气象台发布"). The instruction
+is called 防御指引, as on the admin and the residents' page; numbered steps in it ("1. … 2. …",
+"1、…2、…", "（1）…") are drawn one per line with their numbers, wrapped lines indented.
 
 On a portrait screen the QR card sits at the bottom right with the footer beside it. The text
 and the instruction shrink step by step to fit; past the smallest size they are cut with "…"
@@ -19,6 +25,7 @@ and the instruction shrink step by step to fit; past the smallest size they are 
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +47,41 @@ from player.render import (
 )
 
 GRADES = {1: "Ⅰ级", 2: "Ⅱ级", 3: "Ⅲ级", 4: "Ⅳ级"}
+LABEL = "防御指引"  # as the admin and the residents' page call the instruction
+# A step number: "（1）" "(1)" anywhere; "1." "1、" "1．" "1)" at the start or after a space or
+# a stop (not inside a number such as 3.5).
+_STEP = re.compile(r"(?:[（(](\d{1,2})[)）]"
+                   r"|(?:^|(?<=[\s；;。，,！!：:]))(\d{1,2})[.．、)）](?!\d))\s*")
+
+
+def steps(instruction: str) -> list[tuple[str, str]]:
+    """The numbered steps of an instruction as (number, text); [("", instruction)] when it is
+    not a list of at least two steps numbered 1, 2, … in order."""
+    marks = list(_STEP.finditer(instruction))
+    numbers = [int(m.group(1) or m.group(2)) for m in marks]
+    if len(marks) < 2 or numbers != list(range(1, len(marks) + 1)):
+        return [("", instruction)] if instruction else []
+    out = []
+    head = instruction[:marks[0].start()].strip()
+    if head:
+        out.append(("", head))
+    for k, m in enumerate(marks):
+        end = marks[k + 1].start() if k + 1 < len(marks) else len(instruction)
+        out.append((f"{numbers[k]}.", instruction[m.end():end].strip()))
+    return out
+
+
+def title_beyond_heading(title: str, head: str) -> str:
+    """The alert's title less what the heading already says: "清源县气象台发布暴雨红色预警信号"
+    under "暴雨红色预警" → "清源县气象台发布" ('' when nothing is left)."""
+    if not head or head not in title:
+        return title
+    before, after = title.split(head, 1)
+    after = after.strip()
+    rest = before.strip()
+    if after and after not in ("信号", "。"):
+        rest = f"{rest} {after}".strip()
+    return rest
 
 
 def heading(alert: dict[str, Any]) -> str:
@@ -148,6 +190,7 @@ def render_alert(r: Renderer, alert: dict[str, Any], qr_url: str, *, index: int 
     # -- the alert's title -------------------------------------------------------------------
     ts = round(short / 17)
     title = r.clean(str(alert.get("title") or "").replace("\n", " "))
+    title = title_beyond_heading(title, head)
     title_w = w - 2 * m
     title_lines = r.wrap([(title, False)], title_w, ts)
     while len(title_lines) > 2 and ts > round(short / 24):
@@ -164,7 +207,7 @@ def render_alert(r: Renderer, alert: dict[str, Any], qr_url: str, *, index: int 
 
     # -- the QR card and the footer -------------------------------------------------------------
     fs = max(round(short / 25), 14)
-    card = r._qr_card(qr_url, "扫码看详情") if qr_url else None
+    card = r._qr_card(qr_url, "扫码看详情", str(alert.get("code") or "")) if qr_url else None
     sender = r.clean(str(alert.get("sender_name") or ""))
     issued = local_time(alert.get("issued_at") or alert.get("starts_at"))
     expires = local_time(alert.get("expires_at"))
@@ -206,7 +249,7 @@ def render_alert(r: Renderer, alert: dict[str, Any], qr_url: str, *, index: int 
         d.rectangle([cx - border, cy - border, cx + card.width + border - 1,
                      cy + card.height + border - 1], fill=WHITE)
         img.paste(card, (int(cx), int(cy)))
-        boxes.append(Box("qr", cx, cy, cx + card.width, cy + card.height))
+        boxes += r.card_boxes(card, qr_url, alert.get("code"), int(cx), int(cy))
 
     # -- the panel: text and instruction -----------------------------------------------------------
     panel = (m, y, panel_right, panel_bottom)
@@ -226,6 +269,7 @@ def _panel(r: Renderer, d: ImageDraw.ImageDraw, alert: dict[str, Any], accent: C
     paragraphs = [r.clean(p.strip()) for p in str(alert.get("text") or "").split("\n")]
     paragraphs = [p for p in paragraphs if p]
     instruction = r.clean(" ".join(str(alert.get("instruction") or "").split()))
+    numbered = steps(instruction)
     size = round(short / 14)
     smallest = max(round(short / 25), r.body_size)
     bar = max(4, round(short / 120))
@@ -236,7 +280,14 @@ def _panel(r: Renderer, d: ImageDraw.ImageDraw, alert: dict[str, Any], accent: C
         label_size = round(size * 0.9)
         ins_pad = round(size * 0.35)
         ins_w = width - bar - 2 * ins_pad
-        ins_lines = r.wrap([(instruction, True)], ins_w, size) if instruction else []
+        ins_lines: list[Line] = []
+        ins_meta: list[tuple[float, str]] = []  # (indent, number drawn before the line)
+        indent = max((r.measure(size)(f"{n} ", True) for n, _t in numbered), default=0)
+        for number, text in numbered:
+            lead = indent if number else 0
+            wrapped = r.wrap([(text, True)], ins_w - lead, size)
+            ins_lines += wrapped
+            ins_meta += [(lead, number if k == 0 else "") for k in range(len(wrapped))]
         text_h = sum(len(ls) * lh for ls in text_lines) + para_gap * max(0, len(text_lines) - 1)
         ins_h = (round(label_size * 1.4) + len(ins_lines) * lh + 2 * ins_pad) if ins_lines else 0
         gap = round(size * 0.6) if ins_lines and text_lines else 0
@@ -250,15 +301,17 @@ def _panel(r: Renderer, d: ImageDraw.ImageDraw, alert: dict[str, Any], accent: C
             flat_text.append((line, para_gap if n and k == 0 else 0))
     if text_h + gap + ins_h > height:
         # Too long even at the smallest size: keep the instruction (what to do) whole if it
-        # fits in half the panel, and cut the text before it, each ending with "…".
+        # fits in two thirds of the panel, and cut the text before it, each ending with "…".
         ins_fixed = round(label_size * 1.4) + 2 * ins_pad
-        ins_room = max(0, min(ins_h, height // 2) - ins_fixed) if ins_lines else 0
+        ins_room = max(0, min(ins_h, height * 2 // 3) - ins_fixed) if ins_lines else 0
         keep_ins = min(len(ins_lines), ins_room // lh)
         if keep_ins < len(ins_lines) and keep_ins > 0:
+            lead = ins_meta[keep_ins - 1][0]
             ins_lines = [*ins_lines[:keep_ins - 1], r._ellipsize(ins_lines[keep_ins - 1],
-                                                                   ins_w, size)]
+                                                                   int(ins_w - lead), size)]
         else:
             ins_lines = ins_lines[:keep_ins]
+        ins_meta = ins_meta[:len(ins_lines)]
         ins_h = (ins_fixed + len(ins_lines) * lh) if ins_lines else 0
         gap = round(size * 0.6) if ins_lines and flat_text else 0
         room = height - ins_h - gap
@@ -286,14 +339,20 @@ def _panel(r: Renderer, d: ImageDraw.ImageDraw, alert: dict[str, Any], accent: C
         d.rectangle([x, y, x + width, y + ins_h], fill=tint(color, 0.16))
         d.rectangle([x, y, x + bar, y + ins_h], fill=accent)
         iy = y + ins_pad
-        label = Line([("防范措施", True)], r.measure(label_size)("防范措施", True))
+        label = Line([(LABEL, True)], r.measure(label_size)(LABEL, True))
         box = r.draw_line(d, label, x + bar + ins_pad, iy, label_size, round(label_size * 1.4),
                           fill=accent, bold=True)
         box.kind = "label"
         boxes.append(box)
         iy += round(label_size * 1.4)
-        for line in ins_lines:
-            box = r.draw_line(d, line, x + bar + ins_pad, iy, size, lh, fill=TEXT, bold=True)
+        for line, (lead, number) in zip(ins_lines, ins_meta, strict=True):
+            lx = x + bar + ins_pad
+            if number:
+                mark = Line([(number, True)], r.measure(size)(number, True))
+                box = r.draw_line(d, mark, lx, iy, size, lh, fill=accent, bold=True)
+                box.kind = "step"
+                boxes.append(box)
+            box = r.draw_line(d, line, lx + lead, iy, size, lh, fill=TEXT, bold=True)
             box.kind = "instruction"
             boxes.append(box)
             iy += lh

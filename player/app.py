@@ -58,6 +58,9 @@ class Renderer(Protocol):
     def notice_pages(self, notice: dict[str, Any], qr_url: str, *,
                      images: dict[str, Image.Image] | None = None) -> list[Image.Image]: ...
 
+    def notice_more_page(self, notice: dict[str, Any], qr_url: str, page: int, left: int, *,
+                         images: dict[str, Image.Image] | None = None) -> Image.Image: ...
+
     def standby(self, *, county_name: str, screen_name: str, qr_url: str | None,
                 now: datetime) -> Image.Image: ...
 
@@ -133,6 +136,7 @@ class PlayerApp:
         self.minute: str | None = None
         self._pages: OrderedDict[tuple[Any, ...], list[Image.Image]] = OrderedDict()
         self._page_counts: dict[tuple[Any, ...], int] = {}
+        self._more_pages: dict[tuple[Any, ...], Image.Image] = {}  # budget's last pages
         self._render_failed: set[tuple[Any, ...]] = set()
         self.showing_label: str | None = None  # the "showing" of the frame on screen
 
@@ -521,13 +525,39 @@ class PlayerApp:
             return
         pages = self.pages(notice)
         page = min(slide.page, len(pages) - 1)
-        key = ("notice", *self._image_key(notice), page)
+        key = ("notice", *self._image_key(notice), page, slide.more)
         self.slide = slide
         self.link.showing = slide.code
         if key == self.shown:
             return  # one notice with one page: nothing changes on screen
         log.debug("showing %s page %d/%d", slide.code, page + 1, len(pages))
-        self._put(pages[page], key, slide.code, page, version=notice.get("version"))
+        image = pages[page]
+        if slide.more:
+            image = self._more_page(notice, page, slide.more, key) or image
+        extra = {"more": slide.more} if slide.more else {}
+        self._put(image, key, slide.code, page, version=notice.get("version"), **extra)
+
+    def _more_page(self, notice: dict[str, Any], page: int, left: int,
+                   key: tuple[Any, ...]) -> Image.Image | None:
+        """The last page of a turn cut short by the notice's time budget, saying how many
+        pages are left (cached; None when the renderer cannot draw it: the plain page)."""
+        cached = self._more_pages.get(key)
+        if cached is not None:
+            return cached
+        draw = getattr(self.renderer, "notice_more_page", None)
+        if draw is None:
+            return None
+        image_key = self._image_key(notice)
+        try:
+            image = draw(notice, qr_url_for(notice, self._screen_code()), page, left,
+                         images={u: self.images[u] for u in image_key[2]} or None)
+        except Exception:  # the plain page instead; the screen never goes down for this
+            log.exception("cannot render the last page of %s's turn", notice["code"])
+            return None
+        self._more_pages[key] = image
+        while len(self._more_pages) > 4:
+            self._more_pages.pop(next(iter(self._more_pages)))
+        return image
 
     def _put(self, image: Image.Image, key: tuple[Any, ...], showing: str,
              page: int = 0, version: int | None = None, **extra: Any) -> None:

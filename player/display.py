@@ -90,6 +90,8 @@ class HeadlessDisplay:
         if info.get("alert") is not None:
             line["alert"] = info["alert"]
             line["level"] = info.get("level")
+        if info.get("more"):  # the last page of a turn cut short by the time budget
+            line["more"] = info["more"]
         with self.log_path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
         self._lines += 1

@@ -16,7 +16,11 @@ NoticePayload = {
                                    # region chain ids is among them
     "published_at": "2026-11-22T10:00:00Z",
     "expire_at": "2026-12-22T10:00:00Z" | None,
-    "duration_s": 20,
+    "duration_s": 20,              # seconds each page stays on screen
+    "budget_s": 120,               # optional: seconds the notice may hold the screen in one
+                                   # rotation (10–3600; absent: DEFAULT_BUDGET_S); a longer one
+                                   # shows that many pages, says how many are left ("还有 27 页
+                                   # · 扫码看全文") and goes on from the next page next time
     "pinned": False,
     "url": "http://host/n/Ab3xK9", # the notice's page; the player adds ?s=<screen code> for its QR
     "images": ["http://host/media/abc.jpg", ...],
@@ -123,6 +127,11 @@ MAX_NOTICES = 500
 MAX_TITLE = 200
 MAX_BLOCK_TEXT = 20_000
 
+# A notice's time budget per rotation (NoticePayload "budget_s"), seconds.
+DEFAULT_BUDGET_S = 120
+MIN_BUDGET_S = 10
+MAX_BUDGET_S = 3600
+
 MAX_ALERTS = 50
 MAX_ALERT_TEXT = 5_000
 MAX_PLAYS = 500  # per PLAYS batch
@@ -212,6 +221,9 @@ def check_notice(notice: Any) -> dict[str, Any]:
              and all(isinstance(t, int) for t in notice["targets"]), "bad targets")
     _require(isinstance(notice.get("duration_s"), int) and 1 <= notice["duration_s"] <= 3600,
              "bad duration")
+    budget = notice.get("budget_s", DEFAULT_BUDGET_S)
+    _require(isinstance(budget, int) and not isinstance(budget, bool)
+             and MIN_BUDGET_S <= budget <= MAX_BUDGET_S, "bad budget_s")
     category = notice.get("category")
     _require(isinstance(category, dict) and isinstance(category.get("name"), str),
              "bad category")

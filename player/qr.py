@@ -1,7 +1,8 @@
 """QR codes drawn for screens: whole-pixel modules, the 4-module quiet zone, black on white.
 
 Phones read a code from across a room by its module size (DOMAIN.md): at 1080p modules are at
-least 10 px, so the code still decodes from a photo of the screen taken from a distance.
+least 10 px and at 720p 9 px, so the code still decodes from the frame shrunk to a quarter (a
+photo of the screen taken from a distance).
 Mirrors server/services/qr.py (error correction M, never Micro QR) without importing server/.
 """
 
@@ -44,6 +45,11 @@ def qr_image(url: str, module_px: int, border: int = QUIET_ZONE) -> Image.Image:
         "RGB")
 
 
+MIN_MODULE_PX = 9  # a 1280×720 frame shrunk to a quarter still decodes (2.25 px a module)
+
+
 def module_px_for(height: int) -> int:
-    """Module size for a screen `height` px tall (short side): 10 px at 1080."""
-    return max(4, -(-height // 108))
+    """Module size for a screen `height` px tall (short side): 10 px at 1080, and never under
+    MIN_MODULE_PX (9 px at 720, where 1/108 of the height gave 7 px: a phone across the room
+    — the frame at a quarter of its size — could not read it)."""
+    return max(MIN_MODULE_PX, -(-height // 108))

@@ -17,8 +17,10 @@ least 1/28 of the short side (39 px at 1080p) and 1/30 of the height (64 px on p
 
 Nothing is cut off silently: long bodies continue on further pages (a table repeats its
 header), a long title shrinks and, past three lines at its smallest size, is shown in full on
-the first page and abridged with "…" on the following ones. Characters the font cannot draw
-(emoji) become □. Layouts are cached per notice content, QR URL and size.
+the first page and abridged with "…" on the following ones. Every script is drawn with the
+fallback fonts (player.fonts: Noto Sans families, Arabic shaped right to left, colour emoji);
+only a character no installed font has becomes □. Layouts are cached per notice content, QR
+URL and size.
 """
 
 from __future__ import annotations
@@ -111,8 +113,8 @@ def chinese_date(value: str | datetime | None) -> str:
 
 
 @functools.lru_cache(maxsize=200_000)
-def _length(path: str, size: int, text: str) -> float:
-    return fontlib.load(path, size).getlength(text)
+def _length(chain: fontlib.FontChain, size: int, text: str) -> float:
+    return chain.length(text, size)
 
 
 @dataclass
@@ -162,6 +164,7 @@ class Renderer:
 
     def __init__(self, fonts: Fonts, size: tuple[int, int]) -> None:
         self.fonts = fonts
+        self._chains = (fontlib.chain(fonts, False), fontlib.chain(fonts, True))
         self.size = (int(size[0]), int(size[1]))
         w, h = self.size
         self.portrait = h > w
@@ -171,9 +174,9 @@ class Renderer:
         # screen height (the issue's floor for reading from a few metres): 64 px on a
         # 1080×1920 portrait screen, where lines are short anyway and the screen is tall.
         self.body_size = max(-(-short // 28), -(-h // 30))
-        # Table text on a portrait screen stays at 1/40 of the height (48 px): at 64 px a
-        # three-column finance table on a 1080 px wide screen wraps every cell to three lines.
-        self.table_size = self.body_size if not self.portrait else max(-(-short // 28), h // 40)
+        # Table text is body text: never below the floor, portrait screens included. Cells wrap
+        # and rows go on to further pages (the header repeated) instead of the text shrinking.
+        self.table_size = self.body_size
         self.margin = round(short * 0.045)
         self.band_h = round(short * 0.095)
         self.band_size = round(short * 0.046)
@@ -193,7 +196,8 @@ class Renderer:
         return fontlib.load(self._path(bold), size)
 
     def measure(self, size: int) -> Callable[[str, bool], float]:
-        regular, bold = self.fonts.regular, self.fonts.bold
+        """Width of a text in px at `size`, with the same fonts (fallbacks included) as drawn."""
+        regular, bold = self._chains
 
         def measure(text: str, is_bold: bool) -> float:
             return _length(bold if is_bold else regular, size, text)
@@ -201,8 +205,8 @@ class Renderer:
         return measure
 
     def clean(self, text: str) -> str:
-        """`text` as it will be drawn (emoji and other missing glyphs as □)."""
-        return fontlib.clean(text, self.fonts.regular)
+        """`text` as it will be drawn (characters no installed font has as □)."""
+        return fontlib.clean(text, self.fonts)
 
     def _runs(self, runs: Any) -> list[tuple[str, bool]]:
         out = []
@@ -218,29 +222,48 @@ class Renderer:
                   line_h: int, fill: Color = TEXT, bold: bool | None = None) -> Box:
         """Draw `line` with its top at `top` in a line box `line_h` tall; returns its box."""
         baseline = top + (line_h - size) / 2 + 0.88 * size
-        measure = self.measure(size)
         cx = x
         for text, is_bold in line.segments:
             b = is_bold if bold is None else bold
-            draw.text((cx, baseline), text, font=self.font(size, b), fill=fill, anchor="ls")
-            cx += measure(text, b)
+            cx += self._chains[b].draw(draw, cx, baseline, text, size, fill)
         return Box("text", x, top, max(cx, x + line.width), top + line_h, line.text)
 
     # ---- the notice slide -----------------------------------------------------------------
 
-    def _qr_card(self, qr_url: str, caption: str) -> Image.Image:
-        code = qrlib.qr_image(qr_url, self.module_px)
+    def _qr_card(self, qr_url: str, caption: str, code: str | None = None) -> Image.Image:
+        """The QR code with its caption below it and, for a notice or an alert, its code
+        ("编号 hgdpzh": residents are told to type the code under the QR code on the site)."""
+        qr = qrlib.qr_image(qr_url, self.module_px)
         cap_size = self.footer_size
         cap_h = round(cap_size * 1.2)
-        card = Image.new("RGB", (code.width, code.height + cap_h), WHITE)
-        card.paste(code, (0, 0))
+        code = self.clean(code or "").strip()
+        code_size = round(cap_size * 1.1)
+        code_h = round(code_size * 1.3) if code else 0
+        card = Image.new("RGB", (qr.width, qr.height + cap_h + code_h), WHITE)
+        card.paste(qr, (0, 0))
         d = ImageDraw.Draw(card)
         # The caption sits in the lower quiet zone and below it: the code keeps 4 white modules.
         quiet = qrlib.QUIET_ZONE * self.module_px
-        y = code.height - quiet + (quiet + cap_h) / 2 + 0.35 * cap_size
+        y = qr.height - quiet + (quiet + cap_h) / 2 + 0.35 * cap_size
         d.text((card.width / 2, y), caption, font=self.font(cap_size, True), fill=TEXT,
                anchor="ms")
+        if code:
+            label = f"编号 {code}"
+            while code_size > 12 and self.measure(code_size)(label, True) > card.width - 8:
+                code_size -= 1
+            d.text((card.width / 2, qr.height + cap_h + code_h * 0.8), label,
+                   font=self.font(code_size, True), fill=TEXT, anchor="ms")
         return card
+
+    def card_boxes(self, card: Image.Image, qr_url: str, code: Any, x: float,
+                   y: float) -> list[Box]:
+        """Boxes of a QR card pasted at (x, y): the card, and the code line under it."""
+        boxes = [Box("qr", x, y, x + card.width, y + card.height)]
+        code = self.clean(str(code or "")).strip()
+        if code:
+            top = y + qrlib.qr_image(qr_url, self.module_px).height + round(self.footer_size * 1.2)
+            boxes.append(Box("qr-code", x, top, x + card.width, y + card.height, f"编号 {code}"))
+        return boxes
 
     def _geometry(self, card: Image.Image, footer_lines: int) -> dict[str, int]:
         w, h = self.size
@@ -344,7 +367,7 @@ class Renderer:
 
     def _layout(self, notice: dict[str, Any], qr_url: str,
                 usable: list[tuple[str, Image.Image]]) -> Layout:
-        card = self._qr_card(qr_url, "扫码看详情")
+        card = self._qr_card(qr_url, "扫码看详情", notice.get("code"))
         probe = self._geometry(card, 1)
         footer = self._footer_lines(notice, probe["footer_w"])
         g = self._geometry(card, len(footer))
@@ -462,17 +485,20 @@ class Renderer:
         for row in cells:
             for c, cell in enumerate(row):
                 nat[c] = max(nat[c], natural(cell) + 2 * pad_x + 1)
-                mins[c] = max(mins[c], min(longest_word(cell), s * 6) + 2 * pad_x + 1)
+                # A column is never narrower than its longest word (up to 6 em) nor than two
+                # characters: a column of one character per line reads as nothing.
+                least = max(min(longest_word(cell), s * 6), min(natural(cell), s * 2))
+                mins[c] = max(mins[c], least + 2 * pad_x + 1)
         avail = width - self.line
+        if sum(mins) > avail and header and ncols > 2:
+            return self._stacked_units(header, rows, width, page_h)
         if sum(nat) <= avail:
             extra = avail - sum(nat) if sum(nat) > avail * 0.55 else 0
             widths = [n + extra * n / sum(nat) for n in nat]
         elif sum(mins) >= avail:
             widths = [avail * m / sum(mins) for m in mins]
         else:
-            spare = avail - sum(mins)
-            want = [n - m for n, m in zip(nat, mins, strict=True)]
-            widths = [m + spare * wn / sum(want) for m, wn in zip(mins, want, strict=True)]
+            widths = self._balance_columns(cells, nat, mins, avail, s, 2 * pad_x)
         widths = [int(w) for w in widths]
         xs = [0]
         for w in widths:
@@ -538,6 +564,118 @@ class Renderer:
             units[0].gap = round(s * 0.6)
         return units
 
+    def _stacked_units(self, header: list[list[tuple[str, bool]]],
+                       rows: list[list[list[tuple[str, bool]]]], width: int,
+                       page_h: int) -> list[Unit]:
+        """A table too wide for the screen at the text floor (a four-column finance table on a
+        portrait screen) is shown one record at a time: each row as a small two-column table,
+        the header's labels on the left, the row's values on the right (empty cells left
+        out). Text keeps its size; nothing is squeezed to a character per line."""
+        def as_runs(cell: list[tuple[str, bool]], bold: bool | None = None) -> list[dict]:
+            return [{"text": t, "bold": b if bold is None else bold} for t, b in cell]
+
+        records = []
+        for row in rows:
+            pairs = [[as_runs(header[c] if c < len(header) else [], True), as_runs(cell)]
+                     for c, cell in enumerate(row) if cell]
+            if pairs:
+                records.append(pairs)
+        block = {"type": "table", "align": ["left", "left"], "header": [],
+                 "rows": [pair for record in records for pair in record]}
+        units = self._table_units(block, width, page_h)
+        if len(units) != len(block["rows"]):  # a value taller than a page was split: as is
+            return units
+        out: list[Unit] = []
+        k = 0
+        for record in records:
+            parts = units[k:k + len(record)]
+            k += len(record)
+            tops = [sum(u.height for u in parts[:i]) for i in range(len(parts))]
+            if tops[-1] + parts[-1].height > page_h:
+                out += parts
+                continue
+
+            def draw(d: ImageDraw.ImageDraw, img: Image.Image, x: int, y: int,
+                     parts: list[Unit] = parts, tops: list[int] = tops) -> list[Box]:
+                return [b for u, t in zip(parts, tops, strict=True) for b in u.draw(d, img, x,
+                                                                                   y + t)]
+
+            # One record, one unit: never split across pages.
+            out.append(Unit(tops[-1] + parts[-1].height, round(self.table_size * 0.6), draw,
+                            "".join(u.text for u in parts), "table-row"))
+        return out
+
+    def _balance_columns(self, cells: list[list[list[tuple[str, bool]]]], nat: list[float],
+                         mins: list[float], avail: float, size: int, pad: int) -> list[float]:
+        """Column widths for a table wider than the body: starting from each column's minimum,
+        the room left goes, a step at a time, where it saves the most lines (rows are as tall
+        as their tallest cell), then where it ends the most cells on a last line of one or
+        two characters (a few pixels spare a 孤字 and its pulled-down neighbour); what no
+        step improves is shared in proportion to what each column still lacks."""
+        ncols = len(nat)
+        sample = cells[:24]  # enough to judge a long table's columns, cheap on a weak box
+        lone = 2.2 * size  # a last line this short holds one or two characters
+        memo: dict[tuple[int, int], list[tuple[int, bool]]] = {}
+
+        def column(c: int, w: float) -> list[tuple[int, bool]]:
+            key = (c, int(w))
+            if key not in memo:
+                out = []
+                for row in sample:
+                    cell = row[c] if c < len(row) else []
+                    lines = self.wrap(cell, int(w) - pad, size) if cell else []
+                    out.append((len(lines), len(lines) > 1 and lines[-1].width < lone))
+                memo[key] = out
+            return memo[key]
+
+        def cost(ws: list[float]) -> tuple[int, int]:
+            cols = [column(c, ws[c]) for c in range(ncols)]
+            lines = sum(max([col[r][0] for col in cols] + [1]) for r in range(len(sample)))
+            return lines, sum(short for col in cols for _n, short in col)
+
+        widths = [float(m) for m in mins]
+        step = max(4.0, size / 4)
+        best = cost(widths)
+        while sum(widths) + step <= avail:
+            tries = []
+            for c in range(ncols):
+                if widths[c] >= nat[c]:
+                    continue
+                trial = list(widths)
+                trial[c] += step
+                tries.append((cost(trial), -(nat[c] - widths[c]), c))
+            if not tries:
+                break
+            got, _lack, c = min(tries)
+            if got >= best:
+                # No single step helps (a cell needs several): look further ahead for the
+                # column whose next saving is nearest.
+                ahead = []
+                for c2 in range(ncols):
+                    trial = list(widths)
+                    k = 1
+                    while trial[c2] < nat[c2] and sum(trial) + step <= avail and k <= 12:
+                        trial[c2] += step
+                        if cost(trial) < best:
+                            ahead.append((k, c2))
+                            break
+                        k += 1
+                if not ahead:
+                    break
+                _k, c = min(ahead)
+                widths[c] += step
+                best = cost(widths)
+                continue
+            widths[c] += step
+            best = got
+        spare = avail - sum(widths)
+        lack = [max(0.0, n - w) for n, w in zip(nat, widths, strict=True)]
+        if spare > 0 and sum(lack) > 0:
+            widths = [w + spare * lk / sum(lack) for w, lk in zip(widths, lack, strict=True)]
+        elif spare > 0:
+            widths = [w + spare / ncols for w in widths]
+        return widths
+
     @staticmethod
     def _paginate(units: list[Unit], heights: tuple[int, int]) -> list[Page]:
         pages = [Page()]
@@ -575,19 +713,57 @@ class Renderer:
         return [img for img, _boxes in self.notice_pages_with_boxes(notice, qr_url,
                                                                     images=images)]
 
+    def notice_more_page(self, notice: dict[str, Any], qr_url: str, page: int, left: int, *,
+                         images: dict[str, Image.Image] | None = None) -> Image.Image:
+        """Page `page` (0-based) of `notice` as the last one its turn shows (the time budget,
+        player.schedule): it says how many pages are left and how to read them ("还有 27 页 ·
+        扫码看全文"), the QR card framed in the category colour."""
+        return self.notice_pages_with_boxes(notice, qr_url, images=images,
+                                            more=(page, left))[0][0]
+
+    def _more_note(self, d: ImageDraw.ImageDraw, left: int, g: dict[str, int],
+                   zone: tuple[int, int]) -> list[Box]:
+        """The budget's note in the footer's place: 还有 N 页 · 扫码看全文, bold, large."""
+        top, bottom = zone
+        text = f"还有 {left} 页 · 扫码看全文"
+        size = self.body_size
+        while True:
+            lh = round(size * 1.3)
+            lines = self.wrap([(text, True)], g["footer_w"], size)
+            if len(lines) > 1:  # two lines: what is left, then what to do
+                lines = self.wrap([(f"还有 {left} 页\n扫码看全文", True)], g["footer_w"], size)
+            if len(lines) * lh <= bottom - top or size <= self.footer_size:
+                break
+            size -= 2
+        color = self._band_color
+        d.rectangle([g["footer_x"] - self.margin // 3, top, g["footer_x"] + g["footer_w"],
+                     bottom], fill=tint(color, 0.14))
+        y = top + (bottom - top - len(lines) * lh) / 2
+        boxes = []
+        for line in lines:
+            box = self.draw_line(d, line, g["footer_x"], y, size, lh, fill=color, bold=True)
+            box.kind = "more"
+            boxes.append(box)
+            y += lh
+        return boxes
+
     def notice_pages_with_boxes(self, notice: dict[str, Any], qr_url: str, *,
-                                images: dict[str, Image.Image] | None = None
+                                images: dict[str, Image.Image] | None = None,
+                                more: tuple[int, int] | None = None
                                 ) -> list[tuple[Image.Image, list[Box]]]:
-        """Like notice_pages, with the boxes of everything drawn (for checks)."""
+        """Like notice_pages, with the boxes of everything drawn (for checks). With `more`
+        (page, pages left): that page alone, as the last of a turn cut short by the budget."""
         category = notice.get("category") if isinstance(notice.get("category"), dict) else {}
         self._band_color = darken_for_band(parse_color(category.get("color")))
         lay = self.layout(notice, qr_url, images)
-        card = self._qr_card(qr_url, "扫码看详情")
+        card = self._qr_card(qr_url, "扫码看详情", notice.get("code"))
         footer = self._footer_lines(notice, self._geometry(card, 1)["footer_w"])
         g = self._geometry(card, len(footer))
         out = []
         total = len(lay.pages)
         for n, page in enumerate(lay.pages):
+            if more is not None and n != min(max(0, more[0]), total - 1):
+                continue
             img = Image.new("RGB", self.size, BG)
             d = ImageDraw.Draw(img)
             boxes: list[Box] = []
@@ -607,15 +783,30 @@ class Renderer:
             for unit, y in page.units:
                 boxes += unit.draw(d, img, g["left"], body_top + y)
             fy = g["footer_top"]
-            for line in footer:
+            shown_card = card
+            if more is not None:
+                # The footer's place (beside the card on portrait, under the body on
+                # landscape) says what is left; the card says 扫码看全文, framed.
+                zone = (g["card_y"], g["card_y"] + card.height) if self.portrait else (
+                    g["footer_top"], g["footer_top"] + len(footer) * g["footer_lh"])
+                boxes += self._more_note(d, more[1], g, zone)
+                shown_card = self._qr_card(qr_url, "扫码看全文", notice.get("code"))
+                frame = max(4, self.margin // 5)
+                d.rectangle([g["card_x"] - frame, g["card_y"] - frame,
+                             g["card_x"] + card.width + frame - 1,
+                             g["card_y"] + card.height + frame - 1], fill=self._band_color)
+                footer_drawn: list[Line] = []
+            else:
+                footer_drawn = footer
+            for line in footer_drawn:
                 box = self.draw_line(d, line, g["footer_x"], fy, self.footer_size,
                                      g["footer_lh"], fill=MUTED)
                 box.kind = "footer"
                 boxes.append(box)
                 fy += g["footer_lh"]
+            card = shown_card
             img.paste(card, (g["card_x"], g["card_y"]))
-            boxes.append(Box("qr", g["card_x"], g["card_y"], g["card_x"] + card.width,
-                             g["card_y"] + card.height))
+            boxes += self.card_boxes(card, qr_url, notice.get("code"), g["card_x"], g["card_y"])
             out.append((img, boxes))
         return out
 

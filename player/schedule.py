@@ -8,9 +8,19 @@ sizes a page for large type, so a page is what an elderly viewer reads in that t
 the duration across pages would flash long notices past unread.
 
 Rotation rule: notices play in playlist order (pinned first, then newest first), every page in
-turn, then wrap around. A notice that is new or has a new version jumps the queue: it is shown
-next, at once, so an editor sees the change on the screen within a second. A notice that
-disappears (withdrawn, expired) while on screen is replaced at once.
+turn, then wrap around.
+
+Time budget: a notice never holds the screen for long. Each turn of a notice shows at most
+budget_s // duration_s pages (NoticePayload "budget_s", 120 s when absent; at least one page).
+A notice with more pages than that shows that many, its last page saying how many are left
+(Slide.more: "还有 27 页 · 扫码看全文", the QR leading to the whole text), and its next turn
+goes on from the next page, wrapping to the first after the last; the rotation moves on to the
+other notices in between. A 4,800-character notice on a portrait screen (about 32 pages) at
+20 s a page and 120 s of budget shows 6 pages per turn.
+
+A notice that is new or has a new version jumps the queue: it is shown next, at once, so an
+editor sees the change on the screen within a second. A notice that disappears (withdrawn,
+expired) while on screen is replaced at once.
 """
 
 from __future__ import annotations
@@ -19,6 +29,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from player.protocol import DEFAULT_BUDGET_S
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -87,6 +99,16 @@ class Slide:
     page: int  # 0-based
     pages: int
     duration_s: float
+    more: int = 0  # the last page of a turn cut short by the budget: pages not shown this turn
+
+
+def pages_per_turn(notice: dict[str, Any]) -> int:
+    """How many pages of `notice` one turn shows: its budget over its duration (at least 1)."""
+    budget = notice.get("budget_s")
+    budget = budget if isinstance(budget, int) and not isinstance(budget, bool) \
+        else DEFAULT_BUDGET_S
+    duration = max(1, int(notice.get("duration_s") or 1))
+    return max(1, budget // duration)
 
 
 class Rotation:
@@ -98,6 +120,8 @@ class Rotation:
         self.current: Slide | None = None
         self._urgent: list[str] = []  # codes to show next, in order
         self._last_index = -1  # where the current notice was in the playlist
+        self._resume: dict[tuple[str, int], int] = {}  # (code, version) -> next turn's page
+        self._turn = 0  # pages of the current notice shown in this turn
 
     def _index(self, code: str) -> int:
         for i, notice in enumerate(self.playlist):
@@ -136,15 +160,25 @@ class Rotation:
             return None
         notice = None
         page = 0
+        turn_goes_on = False
         while self._urgent and notice is None:
             i = self._index(self._urgent.pop(0))
             if i >= 0:
                 notice, self._last_index = self.playlist[i], i
+                self._resume.pop((notice["code"], notice["version"]), None)  # new: from page 1
         if notice is None and self.current is not None:
             i = self._index(self.current.code)
-            if i >= 0 and self.playlist[i]["version"] == self.current.version \
-                    and self.current.page + 1 < pages_of(self.playlist[i]):
+            same = i >= 0 and self.playlist[i]["version"] == self.current.version
+            pages = pages_of(self.playlist[i]) if same else 0
+            per_turn = pages_per_turn(self.playlist[i]) if same else 0
+            if same and pages <= per_turn and self.current.page + 1 < pages:
                 notice, page, self._last_index = self.playlist[i], self.current.page + 1, i
+                turn_goes_on = True
+            elif same and pages > per_turn and self._turn < per_turn:
+                # A long notice within its budget: the next page, wrapping after the last.
+                notice, self._last_index = self.playlist[i], i
+                page = (self.current.page + 1) % pages
+                turn_goes_on = True
             else:
                 # The next notice in order; when the current one was removed, its successor
                 # has moved into its place.
@@ -155,9 +189,22 @@ class Rotation:
             self._last_index = 0
             notice = self.playlist[0]
         pages = max(1, pages_of(notice))
+        per_turn = pages_per_turn(notice)
+        key = (notice["code"], notice["version"])
+        if turn_goes_on:
+            self._turn += 1
+        else:
+            self._turn = 1
+            page = self._resume.get(key, 0) if pages > per_turn else 0
         page = min(page, pages - 1)
+        more = 0
+        if pages > per_turn and self._turn >= per_turn:
+            more = pages - per_turn  # the turn ends here: say what is left
+            self._resume[key] = (page + 1) % pages
+        live = {(n["code"], n["version"]) for n in self.playlist}
+        self._resume = {k: v for k, v in self._resume.items() if k in live}
         self.current = Slide(notice["code"], notice["version"], page, pages,
-                             float(notice["duration_s"]))
+                             float(notice["duration_s"]), more)
         return self.current
 
 

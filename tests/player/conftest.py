@@ -101,6 +101,11 @@ class FakeRenderer:
         return [self._image((0, 80, 0), f"{notice['code']} v{notice['version']} p{i}")
                 for i in range(notice.get("_pages", 1))]
 
+    def notice_more_page(self, notice: dict[str, Any], qr_url: str, page: int, left: int, *,
+                         images: dict[str, Image.Image] | None = None) -> Image.Image:
+        self.calls.append(("more", notice["code"], page, left))
+        return self._image((0, 80, 80), f"{notice['code']} p{page} more {left}")
+
     def standby(self, *, county_name: str, screen_name: str, qr_url: str | None,
                 now: datetime) -> Image.Image:
         self.calls.append(("standby", county_name, screen_name, qr_url))

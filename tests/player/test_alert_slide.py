@@ -78,7 +78,10 @@ def test_the_slide_says_what_an_elderly_villager_needs(renderers: dict) -> None:
     assert kinds(boxes, "heading")[0].text == "暴雨红色预警"
     assert kinds(boxes, "grade")[0].text == "Ⅰ级"
     assert kinds(boxes, "counter")[0].text == "2/3"
-    assert "".join(b.text for b in kinds(boxes, "title")) == "清源县气象台发布暴雨红色预警信号"
+    # The heading is not drawn twice: the title shows only what it adds (the issuer).
+    assert "".join(b.text for b in kinds(boxes, "title")) == "清源县气象台发布"
+    drawn = "".join(b.text for b in boxes)
+    assert drawn.count("暴雨红色预警") == 1
     text = "".join(b.text for b in kinds(boxes, "text"))
     assert text == rainstorm(1)["text"].replace("\n", "")  # all of it, nothing cut
     assert "".join(b.text for b in kinds(boxes, "instruction")) == rainstorm(1)["instruction"]
@@ -146,3 +149,50 @@ def test_every_size_renders_the_normal_alert_whole(renderers: dict,
     assert img.size == size
     assert "".join(b.text for b in kinds(boxes, "instruction")) == gale()["instruction"]
     assert decode(img) == [QR]
+
+
+STEPS = ("1. 立即停止户外活动和田间作业；2. 远离河道、山体和危旧房屋；"
+         "3. 听从村干部指挥，到村委会或学校安置点避险。")
+
+
+def test_steps_are_split_by_their_numbers() -> None:
+    from player.alert_slide import steps, title_beyond_heading
+
+    assert steps(STEPS) == [("1.", "立即停止户外活动和田间作业；"),
+                            ("2.", "远离河道、山体和危旧房屋；"),
+                            ("3.", "听从村干部指挥，到村委会或学校安置点避险。")]
+    assert [n for n, _t in steps("请注意：1、关好门窗 2、不要外出")] == ["", "1.", "2."]
+    assert [n for n, _t in steps("（1）转移（2）避险")] == ["1.", "2."]
+    # Not a list: numbers in the text, one step only, or out of order.
+    assert steps("预计降雨100毫米，风力9级。") == [("", "预计降雨100毫米，风力9级。")]
+    assert steps("1. 只有一条") == [("", "1. 只有一条")]
+    assert steps("2. 甲 1. 乙") == [("", "2. 甲 1. 乙")]
+    assert steps("温度为3.5度，2.0米") == [("", "温度为3.5度，2.0米")]
+    head = "暴雨红色预警"
+    assert title_beyond_heading("清源县气象台发布暴雨红色预警信号", head) == "清源县气象台发布"
+    assert title_beyond_heading("暴雨红色预警", head) == ""
+    assert title_beyond_heading("县应急局：山洪转移通知", head) == "县应急局：山洪转移通知"
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_numbered_steps_are_drawn_one_per_line_under_the_right_label(
+        renderers: dict, size: tuple[int, int]) -> None:
+    img, boxes = renderers[size].alert_with_boxes(rainstorm(1, instruction=STEPS), QR)
+    assert [b.text for b in kinds(boxes, "label")] == ["防御指引"]
+    assert "防范措施" not in "".join(b.text for b in boxes)
+    marks = kinds(boxes, "step")
+    assert [b.text for b in marks] == ["1.", "2.", "3."]
+    lines = kinds(boxes, "instruction")
+    for mark in marks:  # each number starts a line of its own, its step's text beside it
+        first = next(b for b in lines if abs(b.y0 - mark.y0) < 1)
+        assert first.x0 > mark.x1 - 1
+    assert "".join(b.text for b in lines) == "".join(t for _n, t in __import__(
+        "player.alert_slide", fromlist=["steps"]).steps(STEPS))
+    # wrapped lines of a step are indented like its first line (hanging indent)
+    assert len({round(b.x0) for b in lines}) == 1
+    assert decode(img) == [QR]
+
+
+def test_golden_alert_with_steps(renderers: dict) -> None:
+    img = renderers[(1920, 1080)].alert(rainstorm(1, instruction=STEPS), QR)
+    assert_matches_golden(img, "alert_1920x1080_steps")

@@ -245,3 +245,24 @@ def test_no_chinese_font_stops_with_a_clear_message(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert "cannot draw Chinese" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_last_page_of_a_budgeted_turn_is_the_renderers_more_page(tmp_path: Path) -> None:
+    from player.app import PlayerApp
+    from player.schedule import Slide
+    from tests.player.conftest import FakeRenderer
+
+    notice = make_notice("LONG", pages=10, duration_s=20)
+    renderer = FakeRenderer()
+    display = HeadlessDisplay(tmp_path / "frames", (320, 180))
+    app = PlayerApp(display, renderer, FakeLink([notice]), queue.Queue(),
+                    server="http://cunping.test")
+    app.rotation.update([notice])
+    app._show_slide(Slide("LONG", 1, 2, 10, 20.0))
+    assert not [c for c in renderer.calls if c[0] == "more"]
+    app._show_slide(Slide("LONG", 1, 5, 10, 20.0, more=4))
+    assert ("more", "LONG", 5, 4) in renderer.calls
+    frames = [json.loads(line) for line in
+              (tmp_path / "frames" / "frames.jsonl").read_text().splitlines()]
+    assert frames[-1]["page"] == 5 and frames[-1]["more"] == 4
+    assert "more" not in frames[0]

@@ -188,8 +188,8 @@ def test_bold_keeps_its_flag_across_breaks() -> None:
     lines = break_lines(runs, 4, width)
     assert [line.segments for line in lines] == [
         [("一二三四", True)],
-        [("五六", True), ("七八", False)],
-        [("九", False)],
+        [("五六", True), ("七", False)],
+        [("八九", False)],  # not a lone 九 (孤字): 八 is pulled down
     ]
 
 
@@ -295,3 +295,57 @@ def test_property_bold_flags_survive(runs: list[tuple[str, bool]], max_width: fl
     source = [(c, b) for t, b in runs for c in t if not c.isspace()]
     laid = [(c, b) for line in lines for t, b in line.segments for c in t if not c.isspace()]
     assert laid == source
+
+
+# ---- clusters (user-perceived characters) ---------------------------------------------------
+
+
+def test_clusters_keep_marks_and_emoji_sequences_with_their_base() -> None:
+    from player.linebreak import clusters
+
+    family = "👨\u200d👩\u200d👧\u200d👦"
+    text = f"Nguye\u0302\u0303n{family}👍🏻❤️🇨🇳1\ufe0f\u20e3مَرْحَبًا村"
+    got = list(clusters(text))
+    assert "".join(got) == text  # nothing lost
+    assert "e\u0302\u0303" in got  # two combining marks stay on their e
+    assert family in got  # a ZWJ family is one cluster
+    assert "👍🏻" in got and "❤️" in got and "🇨🇳" in got and "1\ufe0f\u20e3" in got
+    assert "مَ" in got and "رْ" in got  # Arabic harakat stay on their letter
+    assert got[-1] == "村"
+    assert list(clusters("🇨🇳🇺🇸")) == ["🇨🇳", "🇺🇸"]  # regional indicators pair up
+    assert list(clusters("a\u200d")) == ["a\u200d"]  # a trailing ZWJ does not crash
+
+
+def test_an_emoji_sequence_is_never_split_across_lines() -> None:
+    family = "👨\u200d👩\u200d👧\u200d👦"
+    lines = lay("一二三" + family + "四五", 3.5)
+    assert len(lines) > 1
+    assert sum(family in line.text for line in lines) == 1
+    assert laid_out_text(lines) == "一二三" + family + "四五"
+
+
+# ---- no lone character on a paragraph's last line (孤字) ------------------------------------
+
+
+def test_a_lone_last_character_pulls_one_down() -> None:
+    # 7 per line: "集体土地租赁收 / 入" becomes "集体土地租赁 / 收入".
+    assert texts(lay("集体土地租赁收入", 7)) == ["集体土地租赁", "收入"]
+    assert texts(lay("经村民代表会议通过", 8)) == ["经村民代表会议", "通过"]
+    # The lone character with its closing punctuation counts as lone too.
+    assert texts(lay("经村民代表会议通过。", 8)) == ["经村民代表会议", "通过。"]
+
+
+def test_the_rule_is_per_paragraph_and_leaves_other_lines_alone() -> None:
+    # Two paragraphs, each would end with a lone character.
+    assert texts(lay("一二三四五\n六七八九十", 4)) == ["一二三", "四五", "六七八", "九十"]
+    # A last line of two characters is fine as it is.
+    assert texts(lay("一二三四五六", 4)) == ["一二三四", "五六"]
+    # A one-line paragraph is not a lone character.
+    assert texts(lay("一", 4)) == ["一"]
+
+
+def test_the_rebalance_respects_the_line_start_and_end_rules() -> None:
+    # Pulling 四 down would leave "（" at a line end, so （四 move together.
+    assert texts(lay("一二（四五", 4)) == ["一二", "（四五"]
+    # A Latin word on the last line is not a lone character.
+    assert texts(lay("一二三四 word", 4)) == ["一二三四", "word"]

@@ -5,6 +5,7 @@ golden images (CUNPING_UPDATE_GOLDEN=1 rewrites tests/player/golden/*.png)."""
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import re
 from datetime import datetime
@@ -116,8 +117,9 @@ def squash(text: str) -> str:
     return re.sub(r"\s", "", text)
 
 
-def boxes_of(r: Renderer, n: dict[str, Any], **kw: Any) -> list[tuple[Image.Image, list[Box]]]:
-    return r.notice_pages_with_boxes(n, QR_URL, **kw)
+def boxes_of(r: Renderer, n: dict[str, Any], url: str = QR_URL,
+             **kw: Any) -> list[tuple[Image.Image, list[Box]]]:
+    return r.notice_pages_with_boxes(n, url, **kw)
 
 
 def only(boxes: list[Box], kind: str) -> list[Box]:
@@ -197,6 +199,49 @@ def test_qr_modules_are_at_least_8_px_at_1080p(renderers: dict) -> None:
     assert qr_box.x1 - qr_box.x0 == qrlib.modules(QR_URL) * r.module_px
 
 
+ALERT_URL = "http://cunping.test/a/Qx7Lm2?s=XY12"
+
+
+def assert_qr_legible(img: Image.Image, boxes: list[Box], url: str) -> None:
+    """The frame's QR decodes (with zxing-cpp, a real decoder) from a third of the size with a
+    slight blur (σ=1), and from a quarter at 1920×1080 and 1280×720 (landscape layouts); the
+    code drawn under it ("编号 …") is the code in the decoded URL."""
+    w, h = img.size
+    assert decode(img) == [url]
+    third = img.resize((w // 3, h // 3), Image.Resampling.LANCZOS).filter(
+        ImageFilter.GaussianBlur(1))
+    assert decode(third) == [url], "no decode at 1/3 with blur"
+    if (w, h) in ((1920, 1080), (1280, 720)):
+        quarter = img.resize((w // 4, h // 4), Image.Resampling.LANCZOS)
+        assert decode(quarter) == [url], "no decode at 1/4"
+    (label,) = only(boxes, "qr-code")
+    code = url.split("?")[0].rsplit("/", 1)[-1]
+    assert label.text == f"编号 {code}"
+    # ... and it is drawn: dark ink in the code line of the white card.
+    line = img.crop((int(label.x0), int(label.y0), int(label.x1), int(label.y1))).convert("L")
+    assert line.point(lambda v: 255 if v < 100 else 0).getbbox() is not None
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_every_frames_qr_decodes_from_across_the_room(renderers: dict,
+                                                      size: tuple[int, int]) -> None:
+    r = renderers[size]
+    url = "http://cunping.test/n/hgdpzh?s=XY12"
+    for n in (finance_notice(rows=40), text_notice(), scripts_notice(), demo_finance_notice()):
+        n = {**n, "code": "hgdpzh", "url": "http://cunping.test/n/hgdpzh"}
+        for img, boxes in boxes_of(r, n, url=url)[:2]:
+            assert_qr_legible(img, boxes, url)
+    from tests.player.test_alert_slide import rainstorm
+
+    img, boxes = r.alert_with_boxes(rainstorm(1), ALERT_URL, index=0, total=2)
+    assert_qr_legible(img, boxes, ALERT_URL)
+
+
+def test_qr_modules_are_at_least_9_px_at_720p(renderers: dict) -> None:
+    assert renderers[(1280, 720)].module_px >= 9
+    assert qrlib.module_px_for(720) == 9 and qrlib.module_px_for(1080) == 10
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_a_200_character_title_renders_without_overflow(renderers: dict,
                                                         size: tuple[int, int]) -> None:
@@ -243,7 +288,7 @@ def test_a_10000_character_mixed_body_paginates_and_nothing_is_lost(
     pages = boxes_of(r, n)
     assert len(pages) >= 5
     expected = r.clean("".join(run["text"] for b in blocks for run in b["runs"]))
-    assert "□" in expected  # emoji drawn as boxes, not dropped
+    assert "🎉" in expected and "👍🏻" in expected and "□" not in expected  # emoji drawn as emoji
     assert squash(body_text_of(r, n)) == squash(expected)
     # Longer body, more pages.
     shorter = len(r.layout(notice(long_mixed_body(3_000), code="Long3k"), QR_URL).pages)
@@ -298,6 +343,104 @@ def test_a_long_table_repeats_its_header_on_the_next_page(renderers: dict,
     assert squash(body_text_of(r, n)).count("南洼地块") == 40
 
 
+def demo_finance_notice() -> dict[str, Any]:
+    """The demo's finance slide (server/demo.py FINANCE_BODY), as the server parses it."""
+    rows = [("上月结余", "86,420.35", "", ""),
+            ("集体土地租赁收入", "42,000.00", "", "村西50亩，承包人王建军"),
+            ("上级转移支付", "30,000.00", "", "村级组织运转经费"),
+            ("村内道路维修", "", "18,600.00", "前街300米，经村民代表会议通过"),
+            ("路灯电费", "", "1,236.80", "10月份，12盏"),
+            ("保洁员工资", "", "3,000.00", "2人 × 1,500元"),
+            ("办公费用", "", "412.50", "打印纸、墨盒"),
+            ("合计", "158,420.35", "23,249.30", "本月结余 135,171.05 元")]
+    return notice([
+        {"type": "paragraph", "runs": runs(
+            "前王庄村2026年10月财务收支情况公开如下，请村民监督。如有疑问，请在公开之日起10日内"
+            "向村务监督委员会反映，或扫描屏幕上的二维码留言。")},
+        {"type": "table", "align": ["left", "right", "right", "left"],
+         "header": [runs("项目"), runs("收入（元）"), runs("支出（元）"), runs("说明")],
+         "rows": [[runs(c) if c else [] for c in row] for row in rows]},
+    ], title="前王庄村2026年10月财务公开", code="Demo01")
+
+
+def lone_last_lines(boxes: list[Box]) -> list[str]:
+    """Cells and text lines that end a paragraph or cell on one Chinese character."""
+    from player.linebreak import NO_START
+
+    out = []
+    rows: dict[float, list[Box]] = {}
+    for b in only(boxes, "cell"):
+        rows.setdefault(round(b.x0), []).append(b)
+    for column in rows.values():
+        column.sort(key=lambda b: b.y0)
+        for prev, box in itertools.pairwise(column):
+            text = [c for c in box.text if c not in NO_START]
+            # the next line of the same cell sits right under the previous one
+            if box.y0 - prev.y1 < 2 and len(text) == 1 and ord(text[0]) >= 0x2E80:
+                out.append(prev.text + " / " + box.text)
+    return out
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_table_text_is_never_below_the_floor(renderers: dict, size: tuple[int, int]) -> None:
+    """Portrait included: table text is at least 1/30 of the height (64 px at 1920 high); the
+    table wraps cells and goes on to further pages instead of shrinking."""
+    r = renderers[size]
+    assert r.table_size >= size[1] / 30
+    n = finance_notice(rows=12)
+    pages = boxes_of(r, n)
+    cells = [b for _img, bs in pages for b in only(bs, "cell")]
+    assert cells and all(b.y1 - b.y0 >= size[1] / 30 * 1.3 for b in cells)
+    img, cell = next((img, b) for img, bs in pages for b in only(bs, "cell")
+                     if b.text.startswith("南洼"))
+    crop = img.crop((int(cell.x0), int(cell.y0), int(cell.x1), int(cell.y1)))
+    ink = ImageChops.difference(crop, Image.new("RGB", crop.size, BG)).convert("L").point(
+        lambda v: 255 if v > 100 else 0).getbbox()
+    assert ink is not None and ink[3] - ink[1] >= 0.8 * size[1] / 30
+    # Nothing lost: every row placed once, the header on every page that has rows.
+    assert squash(body_text_of(r, n)).count("南洼地块") == 12
+    for _img, bs in pages:
+        if only(bs, "table-row"):
+            assert [c.text for c in only(bs, "cell")][:3] == ["项目", "金额（元）", "说明"]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_no_lone_character_in_the_demo_finance_slide(renderers: dict,
+                                                      size: tuple[int, int]) -> None:
+    """No "集体土地租赁收 / 入" nor "经村民代表会议通 / 过": a cell or paragraph never ends on a
+    line of one character."""
+    pages = boxes_of(renderers[size], demo_finance_notice())
+    boxes = [b for _img, bs in pages for b in bs]
+    assert [lone for _img, bs in pages for lone in lone_last_lines(bs)] == []
+    assert any(b.text == "集体土地租赁收入" for b in only(boxes, "cell"))
+    texts = [b.text for b in only(boxes, "text")]
+    assert all(len(t) > 1 for t in texts)
+
+
+def test_a_portrait_finance_table_too_wide_is_shown_record_by_record(renderers: dict) -> None:
+    r = renderers[(1080, 1920)]
+    pages = boxes_of(r, demo_finance_notice())
+    cells = [b for _img, bs in pages for b in only(bs, "cell")]
+    # Label and value side by side, every value whole on one line (no "86,420.3 / 5").
+    labels = [c.text for c in cells if c.text in ("项目", "收入（元）", "支出（元）", "说明")]
+    assert labels.count("项目") == 8
+    for value in ("86,420.35", "158,420.35", "23,249.30", "18,600.00", "集体土地租赁收入"):
+        assert value in [c.text for c in cells]
+    # Records are never split across pages: each page's first cell is a 项目 label.
+    for _img, bs in pages[1:]:
+        assert only(bs, "cell")[0].text == "项目"
+    # Landscape keeps the table as a table.
+    wide = [b for _img, bs in boxes_of(renderers[(1920, 1080)], demo_finance_notice())
+            for b in only(bs, "cell")]
+    assert [c.text for c in wide][:4] == ["项目", "收入（元）", "支出（元）", "说明"]
+
+
+def test_the_lone_character_check_can_fail() -> None:
+    a = Box("cell", 10, 0, 200, 50, "集体土地租赁收")
+    b = Box("cell", 10, 50, 40, 100, "入")
+    assert lone_last_lines([a, b]) == ["集体土地租赁收 / 入"]
+
+
 def jpeg_bytes() -> bytes:
     img = Image.new("RGB", (400, 300), (200, 80, 40))
     ImageDraw.Draw(img).ellipse([100, 50, 300, 250], fill=(40, 120, 200))
@@ -336,7 +479,11 @@ def test_emoji_and_odd_characters_do_not_crash(renderers: dict, size: tuple[int,
     pages = boxes_of(r, n)
     assert pages and all(img.size == size for img, _ in pages)
     text = squash("".join(b.text for _, bs in pages for b in bs if b.kind in ("text", "title")))
-    assert "村民大会" in text and "春节联欢会" in text and "□" in text
+    assert "村民大会" in text and "春节联欢会" in text
+    # Every emoji is kept whole (ZWJ family, flag, skin tone), nothing drawn as □.
+    for emoji in ("🎉", "👨\u200d👩\u200d👧\u200d👦", "🇨🇳", "❤️", "👍🏻", "🏮"):
+        assert emoji in text
+    assert "□" not in text and "\u200b" not in text and "\ufeff" not in text
 
 
 # ---- the other slides ---------------------------------------------------------------------
@@ -410,13 +557,31 @@ def assert_matches_golden(img: Image.Image, name: str) -> None:
         f"change is intended, rerun with CUNPING_UPDATE_GOLDEN=1 and look at {path}")
 
 
+def scripts_notice() -> dict[str, Any]:
+    """Fallback fonts: Arabic (shaped, right to left), emoji with a ZWJ sequence, a flag and a
+    skin tone, Latin with diacritics, Greek, Cyrillic, Devanagari, CJK extension A; CJK
+    extension B (𠀀) is not in Noto Sans CJK and stays □."""
+    return notice([
+        {"type": "paragraph", "runs": runs("阿拉伯语：مرحبا بكم في قريتنا، الاجتماع غدا")},
+        {"type": "paragraph", "runs": runs("表情：春节快乐🎉🏮 全家福👨\u200d👩\u200d👧\u200d👦 "
+                                           "点赞👍🏻 爱心❤️ 国旗🇨🇳")},
+        {"type": "paragraph", "runs": runs("越南语姓名：Nguyễn Thị Ánh；希腊语：Ελληνικά；"
+                                           "俄语：Привет；印地语：नमस्ते")},
+        {"type": "paragraph", "runs": runs("扩展汉字：䶮（扩展A）𠀀（扩展B）")},
+    ], title="多语种与表情 🎉 Nguyễn Thị Ánh", code="Script1")
+
+
 def golden_slides(renderers: dict[tuple[int, int], Renderer]) -> dict[str, Image.Image]:
     return {
+        "scripts_1920x1080": renderers[(1920, 1080)].notice_pages(scripts_notice(), QR_URL)[0],
         "finance_1920x1080_p1": renderers[(1920, 1080)].notice_pages(
             finance_notice(rows=12), QR_URL)[0],
         "text_1280x720": renderers[(1280, 720)].notice_pages(text_notice(), QR_URL)[0],
         "finance_1080x1920_p1": renderers[(1080, 1920)].notice_pages(finance_notice(),
                                                                     QR_URL)[0],
+        # A four-column table too wide for a portrait screen at 64 px: one record at a time.
+        "demo_finance_1080x1920_p2": renderers[(1080, 1920)].notice_pages(
+            demo_finance_notice(), QR_URL)[1],
         "standby_1920x1080": renderers[(1920, 1080)].standby(
             county_name="清源县", screen_name="前王庄村村委会门口大屏", qr_url=SCREEN_URL, now=NOW),
         "pairing_1280x720": renderers[(1280, 720)].pairing("428615", "http://cunping.test"),
@@ -424,7 +589,8 @@ def golden_slides(renderers: dict[tuple[int, int], Renderer]) -> dict[str, Image
 
 
 @pytest.mark.parametrize("name", ["finance_1920x1080_p1", "text_1280x720", "finance_1080x1920_p1",
-                                  "standby_1920x1080", "pairing_1280x720"])
+                                  "standby_1920x1080", "pairing_1280x720", "scripts_1920x1080",
+                                  "demo_finance_1080x1920_p2"])
 def test_golden(renderers: dict, name: str) -> None:
     assert_matches_golden(golden_slides(renderers)[name], name)
 
@@ -450,3 +616,58 @@ def test_golden_comparison_catches_a_layout_change(name: str) -> None:
     soft = golden.filter(ImageFilter.GaussianBlur(0.4))
     mean, over = compare(soft, golden)
     assert mean < MAX_MEAN and over < MAX_OVER, (mean, over)
+
+
+# ---- the time budget's last page ----------------------------------------------------------
+
+
+def long_notice() -> dict[str, Any]:
+    """4,800 characters of plain Chinese text, in paragraphs of 400."""
+    piece = ("为做好今冬明春农村人居环境整治工作，村委会决定开展房前屋后环境卫生大清理，"
+             "请各户清理门前杂物、柴草和生活垃圾，做到物品摆放整齐，道路通畅。")
+    text = (piece * (4800 // len(piece) + 1))[:4800]
+    return {**notice([{"type": "paragraph", "runs": runs(text[i:i + 400])}
+                      for i in range(0, 4800, 400)],
+                     title="关于开展冬季村庄清洁行动的通知", code="hgdpzh"),
+            "url": "http://cunping.test/n/hgdpzh", "duration_s": 20, "budget_s": 120}
+
+
+def test_a_4800_character_notice_shows_6_pages_per_turn_and_says_what_is_left(
+        renderers: dict) -> None:
+    from player.schedule import Rotation
+
+    r = renderers[(1080, 1920)]
+    n = long_notice()
+    url = "http://cunping.test/n/hgdpzh?s=XY12"
+    total = len(r.notice_pages(n, url))
+    assert 28 <= total <= 36  # about 32 pages on a portrait screen
+    rotation = Rotation()
+    other = {**notice([], code="Other1"), "pinned": False}
+    rotation.update([{**n, "pinned": True}, other])
+    turn = [rotation.next(lambda x: total if x["code"] == "hgdpzh" else 1) for _ in range(7)]
+    assert [s.code for s in turn if s] == ["hgdpzh"] * 6 + ["Other1"]
+    last = turn[5]
+    assert last is not None and last.more == total - 6 and last.page == 5
+    img, boxes = r.notice_pages_with_boxes(n, url, more=(last.page, last.more))[0]
+    note = "".join(b.text for b in only(boxes, "more"))
+    assert note in (f"还有 {total - 6} 页 · 扫码看全文", f"还有 {total - 6} 页扫码看全文")
+    assert only(boxes, "page")[0].text == f"6/{total}"
+    assert not only(boxes, "footer")  # the note takes the footer's place
+    assert_qr_legible(img, boxes, url)
+    # The same page without the note is the plain page.
+    plain = boxes_of(r, n, url=url)[5][1]
+    assert not only(plain, "more") and only(plain, "footer")
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (1280, 720)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_budget_page_qr_decodes_on_landscape(renderers: dict, size: tuple[int, int]) -> None:
+    url = "http://cunping.test/n/hgdpzh?s=XY12"
+    img, boxes = renderers[size].notice_pages_with_boxes(long_notice(), url, more=(2, 9))[0]
+    assert "".join(b.text for b in only(boxes, "more")) == "还有 9 页 · 扫码看全文"
+    assert_qr_legible(img, boxes, url)
+
+
+def test_golden_budget_page() -> None:
+    r = Renderer(find_fonts(None), (1080, 1920))
+    img = r.notice_more_page(long_notice(), "http://cunping.test/n/hgdpzh?s=XY12", 5, 26)
+    assert_matches_golden(img, "budget_1080x1920")

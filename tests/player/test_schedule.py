@@ -157,3 +157,90 @@ def test_notice_whose_page_count_shrinks() -> None:
     rotation.next(pages_of)  # page 2
     slide = rotation.next(lambda n: 1)
     assert (slide.code, slide.page) == ("A", 0)  # type: ignore[union-attr]
+
+
+# ---- the time budget: a notice never holds the screen for long ----------------------------
+
+
+def turn_of(rotation: Rotation, n: int) -> list[tuple[str, int, int]]:
+    return [(s.code, s.page, s.more) for s in (rotation.next(pages_of) for _ in range(n))
+            if s is not None]
+
+
+def test_a_long_notice_shows_its_budget_then_moves_on_and_continues_next_turn() -> None:
+    # 32 pages at 20 s a page, 120 s of budget: 6 pages per turn.
+    long = make_notice("LONG", pages=32, duration_s=20, pinned=True)
+    long["budget_s"] = 120
+    short = make_notice("SHORT", pages=2, duration_s=20)
+    rotation = Rotation()
+    rotation.update([long, short])
+    first = turn_of(rotation, 8)
+    assert first == [("LONG", p, 0) for p in range(5)] + [("LONG", 5, 26)] + [
+        ("SHORT", 0, 0), ("SHORT", 1, 0)]
+    # The next turn goes on from page 7 (index 6), never from the first page again.
+    second = turn_of(rotation, 8)
+    assert second[:6] == [("LONG", p, 0) for p in range(6, 11)] + [("LONG", 11, 26)]
+    assert [c for c, _p, _m in second[6:]] == ["SHORT", "SHORT"]
+    # Turns wrap: after the last page (31) comes the first.
+    for _ in range(3):
+        turn_of(rotation, 8)
+    fifth = turn_of(rotation, 6)
+    assert [p for _c, p, _m in fifth] == [30, 31, 0, 1, 2, 3]
+    assert fifth[-1][2] == 26
+    # No page of the notice is on screen longer than its budget per turn.
+    assert all(sum(1 for c, _p, _m in turn if c == "LONG") * 20 <= 120
+               for turn in (first, second))
+
+
+def test_the_budget_defaults_to_120_s_and_a_short_notice_is_unchanged() -> None:
+    long = make_notice("LONG", pages=12, duration_s=30, pinned=True)  # no budget_s: 120 s
+    short = make_notice("SHORT", pages=3, duration_s=20)  # 3 × 20 ≤ 120
+    rotation = Rotation()
+    rotation.update([long, short])
+    assert turn_of(rotation, 7) == [("LONG", 0, 0), ("LONG", 1, 0), ("LONG", 2, 0),
+                                    ("LONG", 3, 8), ("SHORT", 0, 0), ("SHORT", 1, 0),
+                                    ("SHORT", 2, 0)]
+    assert turn_of(rotation, 1) == [("LONG", 4, 0)]
+
+
+def test_a_budget_shorter_than_a_page_shows_one_page_per_turn() -> None:
+    a = make_notice("A", pages=3, duration_s=60, pinned=True)
+    a["budget_s"] = 10
+    b = make_notice("B", duration_s=20)
+    rotation = Rotation()
+    rotation.update([a, b])
+    assert turn_of(rotation, 6) == [("A", 0, 2), ("B", 0, 0), ("A", 1, 2), ("B", 0, 0),
+                                    ("A", 2, 2), ("B", 0, 0)]
+
+
+def test_a_lone_long_notice_goes_on_page_after_page() -> None:
+    only = make_notice("ONLY", pages=8, duration_s=20)
+    only["budget_s"] = 60
+    rotation = Rotation()
+    rotation.update([only])
+    assert [p for _c, p, _m in turn_of(rotation, 10)] == [0, 1, 2, 3, 4, 5, 6, 7, 0, 1]
+    # pages 2, 3, 4: the fourth turn began at page 1, so page 3 ends it
+    assert [m for _c, _p, m in turn_of(rotation, 3)] == [0, 5, 0]
+
+
+def test_a_changed_long_notice_starts_again_from_its_first_page() -> None:
+    long = make_notice("LONG", pages=20, duration_s=20, pinned=True)
+    other = make_notice("OTHER", duration_s=20)
+    rotation = Rotation()
+    rotation.update([long, other])
+    turn_of(rotation, 7)  # a whole turn of LONG, then OTHER
+    changed = dict(long, version=2)
+    rotation.update([changed, other])
+    assert turn_of(rotation, 1) == [("LONG", 0, 0)]
+
+
+def test_budget_s_is_checked_by_the_protocol() -> None:
+    from player import protocol
+
+    notice = {k: v for k, v in make_notice("P1").items() if k != "_pages"}
+    protocol.check_notice(notice)  # absent: fine
+    for good in (10, 120, 3600):
+        protocol.check_notice({**notice, "budget_s": good})
+    for bad in (9, 3601, "120", True, 12.5, None):
+        with pytest.raises(protocol.ProtocolError):
+            protocol.check_notice({**notice, "budget_s": bad})
