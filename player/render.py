@@ -232,7 +232,7 @@ class Renderer:
 
     def _qr_card(self, qr_url: str, caption: str, code: str | None = None) -> Image.Image:
         """The QR code with its caption below it and, for a notice or an alert, its code
-        ("编号 hgdpzh": residents are told to type the code under the QR code on the site)."""
+        ("编码 hgdpzh": residents are told to type the code under the QR code on the site)."""
         qr = qrlib.qr_image(qr_url, self.module_px)
         cap_size = self.footer_size
         cap_h = round(cap_size * 1.2)
@@ -248,7 +248,7 @@ class Renderer:
         d.text((card.width / 2, y), caption, font=self.font(cap_size, True), fill=TEXT,
                anchor="ms")
         if code:
-            label = f"编号 {code}"
+            label = f"编码 {code}"
             while code_size > 12 and self.measure(code_size)(label, True) > card.width - 8:
                 code_size -= 1
             d.text((card.width / 2, qr.height + cap_h + code_h * 0.8), label,
@@ -262,7 +262,7 @@ class Renderer:
         code = self.clean(str(code or "")).strip()
         if code:
             top = y + qrlib.qr_image(qr_url, self.module_px).height + round(self.footer_size * 1.2)
-            boxes.append(Box("qr-code", x, top, x + card.width, y + card.height, f"编号 {code}"))
+            boxes.append(Box("qr-code", x, top, x + card.width, y + card.height, f"编码 {code}"))
         return boxes
 
     def _geometry(self, card: Image.Image, footer_lines: int) -> dict[str, int]:

@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, or_, select, true
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import aliased, selectinload
 
+from player import protocol
 from server import signals
 from server.extensions import db
 from server.labels import STATUS_LABELS, VERB_LABELS, label
@@ -45,7 +46,8 @@ BODY_MAX = 20_000
 DURATION_MIN, DURATION_MAX = 5, 600
 # How long one notice may hold a screen in one rotation (a long notice shows that many seconds
 # of its pages, then says how to read the rest and the rotation moves on; player/schedule.py).
-BUDGET_DEFAULT, BUDGET_MIN, BUDGET_MAX = 120, 10, 3600
+BUDGET_DEFAULT, BUDGET_MIN, BUDGET_MAX = (
+    protocol.DEFAULT_BUDGET_S, protocol.MIN_BUDGET_S, protocol.MAX_BUDGET_S)
 REASON_MAX = 500
 # Codes are read off screens and typed by people: one case, and no 0/1/l (o and i stand for
 # them when typed: CODE_CONFUSABLES). Codes made before are mixed-case; every lookup ignores

@@ -205,7 +205,7 @@ ALERT_URL = "http://cunping.test/a/Qx7Lm2?s=XY12"
 def assert_qr_legible(img: Image.Image, boxes: list[Box], url: str) -> None:
     """The frame's QR decodes (with zxing-cpp, a real decoder) from a third of the size with a
     slight blur (σ=1), and from a quarter at 1920×1080 and 1280×720 (landscape layouts); the
-    code drawn under it ("编号 …") is the code in the decoded URL."""
+    code drawn under it ("编码 …") is the code in the decoded URL."""
     w, h = img.size
     assert decode(img) == [url]
     third = img.resize((w // 3, h // 3), Image.Resampling.LANCZOS).filter(
@@ -216,7 +216,7 @@ def assert_qr_legible(img: Image.Image, boxes: list[Box], url: str) -> None:
         assert decode(quarter) == [url], "no decode at 1/4"
     (label,) = only(boxes, "qr-code")
     code = url.split("?")[0].rsplit("/", 1)[-1]
-    assert label.text == f"编号 {code}"
+    assert label.text == f"编码 {code}"
     # ... and it is drawn: dark ink in the code line of the white card.
     line = img.crop((int(label.x0), int(label.y0), int(label.x1), int(label.y1))).convert("L")
     assert line.point(lambda v: 255 if v < 100 else 0).getbbox() is not None
