@@ -24,7 +24,7 @@ from admin.guards import form_errors, login_required, me
 from admin.notices import shows_service_errors
 from player import protocol
 from server.extensions import db
-from server.labels import ALERT_STATUS_LABELS, LEVEL_LABELS
+from server.labels import ALERT_STATUS_LABELS, LEVEL_ALERT_NAMES, LEVEL_LABELS
 from server.models import Alert, AlertStatus, Region, Role, User
 from server.models.base import utcnow
 from server.services import alert_cap, alerts, permissions, regions, users
@@ -144,7 +144,7 @@ def _render_form(form: AlertForm, choices: list[Region], alert: Alert | None, *,
         min_depth=min((r.depth for r in choices), default=0),
         chosen=set(form.targets.data or []),
         event_types=EVENT_TYPES,
-        levels=[(n, protocol.LEVEL_NAMES[n]) for n in (1, 2, 3, 4)],
+        levels=[(n, str(LEVEL_ALERT_NAMES[n])) for n in (1, 2, 3, 4)],
         confirm=confirm,
         targets=targets,
         screen_count=_screens_under(targets) if confirm else 0,

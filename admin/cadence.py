@@ -16,7 +16,7 @@ from wtforms.validators import Optional
 
 from admin import bp
 from admin.guards import form_errors, login_required, me
-from admin.notices import shows_service_errors
+from admin.notices import category_name, shows_service_errors
 from admin.stats import csv_response
 from server.extensions import db
 from server.models import Region, User
@@ -80,7 +80,7 @@ def _page(form: RuleForm | None = None, status: int = 200) -> tuple[str, int]:
     if form is None:
         form = RuleForm(formdata=None)
     form.region.choices = _region_choices(manageable)
-    form.category.choices = [SelectChoice(str(c.id), c.name) for c in categories.active()]
+    form.category.choices = [SelectChoice(str(c.id), category_name(c)) for c in categories.active()]
     rules = cadence.rules_for(user)
     return render_template(
         "admin/cadence/overview.html",
@@ -134,8 +134,8 @@ def cadence_rule_save() -> Page:
         db.session.rollback()
         form.region.errors = [exc.message]
         return _page(form, 403)
-    flash(_("%(region)s: %(category)s %(every)s.", region=region.name, category=category.name,
-            every=every_label(int(days))), "success")
+    flash(_("%(region)s: %(category)s %(every)s.", region=region.name,
+            category=category_name(category), every=every_label(int(days))), "success")
     return redirect(url_for("admin.cadence_overview") + "#rules")
 
 
@@ -165,7 +165,7 @@ def cadence_rule_delete(rule_id: int) -> Page:
     if not FlaskForm().validate_on_submit():
         return _page(status=400)
     rule = cadence.get_rule(rule_id)
-    name = f"{rule.region.name} · {rule.category.name}"
+    name = f"{rule.region.name} · {category_name(rule.category)}"
     try:
         cadence.delete_rule(user, rule)
     except ServiceError:

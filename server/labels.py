@@ -96,6 +96,19 @@ STATE_LABELS = {
     "answered": _l("Answered"),
     "hidden": _l("Hidden"),
 }
+# "红色预警": what the level is called on its own, and with an event ("暴雨红色预警").
+LEVEL_ALERT_NAMES = {
+    1: _l("Red alert"),
+    2: _l("Orange alert"),
+    3: _l("Yellow alert"),
+    4: _l("Blue alert"),
+}
+EVENT_ALERT_NAMES = {
+    1: _l("%(event)s red alert"),
+    2: _l("%(event)s orange alert"),
+    3: _l("%(event)s yellow alert"),
+    4: _l("%(event)s blue alert"),
+}
 LEVEL_LABELS = {
     1: _l("Level I (red)"),
     2: _l("Level II (orange)"),

@@ -363,9 +363,12 @@ def test_cap_upload_without_a_file(client: FlaskClient, auth: AuthActions, world
 
 def test_public_alert_page(app: Flask, client: FlaskClient, world: World) -> None:
     alert = issue(world, level=1, instruction="立即转移。", sender_name="清源县应急管理局")
-    r = client.get(f"/a/{alert.code}")
+    r = client.get(f"/a/{alert.code}?lang=zh")
     html = r.get_data(as_text=True)
     assert r.status_code == 200 and "暴雨红色预警" in html and "立即转移。" in html
+    assert "Ⅰ级（红色）" in html
+    english = client.get(f"/a/{alert.code}?lang=en").get_data(as_text=True)
+    assert "暴雨 red alert" in english and "Level I (red)" in english
     assert "#d32f2f" in html and "<script" not in html
     assert client.get(f"/a/{alert.code}/qr.png").mimetype == "image/png"
     alerts.cancel(world.county_alert, alert, "雨停了")

@@ -15,6 +15,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from player import protocol
+from server.labels import EVENT_ALERT_NAMES, LEVEL_LABELS
 from server.models import Alert, AlertStatus
 from server.models.base import utcnow
 from server.public import bp
@@ -62,8 +63,8 @@ def alert_page(code: str) -> tuple[str, int, dict[str, str]]:
         state=state,
         color=color,
         text_color="#111" if alert.level == 3 else "#fff",
-        level_name=protocol.LEVEL_NAMES[alert.level],
-        roman=("I", "II", "III", "IV")[alert.level - 1],
+        level_label=str(LEVEL_LABELS[alert.level]),
+        event_level=EVENT_ALERT_NAMES[alert.level] % {"event": alert.event},
         regions=[r.full_name for r in alert.targets],
     )
     # Short: a lifted alert must not linger in a cache as if it were in force.
