@@ -45,6 +45,7 @@ from server.services import (
     permissions,
     regions,
 )
+from server.services import screens as screen_service
 from server.services.errors import (
     Conflict,
     NotFound,
@@ -627,6 +628,8 @@ def feedback_inbox() -> str:
     return render_template(
         "admin/feedback/inbox.html",
         items=items,
+        screen_names=screen_service.names_by_code(
+            {f.screen_code for f in items if f.screen_code}),
         tab=tab,
         tabs=[(t, str(FEEDBACK_LABELS[t])) for t in FEEDBACK_TABS],
         answer_form=AnswerForm(),

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import format_datetime, format_timedelta, ngettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -49,7 +49,8 @@ CLOCK_WARN_SECONDS = 60
 class PairForm(FlaskForm):
     code = StringField(_l("Pairing code"), render_kw={"maxlength": 7, "inputmode": "numeric",
                                                       "autocomplete": "off"})
-    region = SelectField(_l("Village"), choices=[], validate_choice=False)
+    # A screen stands in a village, or in a town's or county's service hall.
+    region = SelectField(_l("Where it stands"), choices=[], validate_choice=False)
     name = StringField(_l("Screen name"), render_kw={"maxlength": screen_service.NAME_MAX})
 
 
@@ -150,7 +151,8 @@ def _list_page(pair_form: PairForm | None = None, status: int = 200) -> tuple[st
     user = me()
     scope = manageable_regions(user)
     form = pair_form or PairForm(formdata=None)
-    form.region.choices = [("", _("Choose a village")), *_region_choices(scope)]
+    form.region.choices = [("", _("Choose its village, town or county")),
+                           *_region_choices(scope)]
     everything = screen_service.list_for(user)
     region_id = request.args.get("region", type=int)
     region = next((r for r in scope if r.id == region_id), None)
@@ -198,7 +200,7 @@ def screen_pair() -> Page:
     region = _chosen_region(form.region.data, scope)
     code = (form.code.data or "").strip().replace(" ", "")
     if region is None:
-        form.region.errors = [_("Choose the village the screen is in.")]
+        form.region.errors = [_("Choose the village, town or county the screen stands in.")]
     if not (len(code) == 6 and code.isdigit()):
         form.code.errors = [_("Type the 6 digits shown on the screen.")]
     if form.region.errors or form.code.errors:
@@ -270,6 +272,18 @@ def screen_detail(screen_id: int) -> Page:
         return _detail_page(screen, form=form, status=_rollback_failed(form, exc))
     flash(_("Screen %(name)s saved.", name=screen.name), "success")
     return redirect(url_for("admin.screen_detail", screen_id=screen.id))
+
+
+@bp.get("/screens/<int:screen_id>/state.json")
+@login_required
+def screen_state(screen_id: int) -> Response:
+    """Is the screen connected? The detail page of a screen just paired asks until it is
+    (admin/static/screens.js), so that it does not say "never connected" until a reload."""
+    screen = _screen(me(), screen_id)
+    response = jsonify(online=screen_service.is_online(screen),
+                       seen=screen.last_seen_at is not None)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/screens/<int:screen_id>/revoke")

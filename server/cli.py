@@ -11,6 +11,8 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
+from server.config import DEFAULT_BASE_URL
+
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(serve)
@@ -226,8 +228,10 @@ def _parse_size(value: str) -> tuple[int, int]:
 @click.option("--region", "region_code", required=True, help="Code of the region (a village).")
 @click.option("--name", required=True, help="Where the screen stands, e.g. 村委会门口.")
 @click.option("--size", default="1920x1080", show_default=True, help="Resolution WIDTHxHEIGHT.")
+@click.option("--server", "server_url", default=None,
+              help="The address the box reaches this server at (default: PUBLIC_BASE_URL).")
 @with_appcontext
-def screen_add(region_code: str, name: str, size: str) -> None:
+def screen_add(region_code: str, name: str, size: str, server_url: str | None) -> None:
     """Provision a screen; print its token and a config snippet for its player (once)."""
     from server.services import regions
     from server.services import screens as screen_service
@@ -241,7 +245,14 @@ def screen_add(region_code: str, name: str, size: str) -> None:
         raise click.ClickException(exc.message) from None
     click.echo(f"Screen {new.code} “{new.name}” in {region.full_name} ({width}x{height}).")
     click.echo("Its token is shown only now. Player config (player.toml):\n")
-    click.echo(f'server = "{current_app.config["PUBLIC_BASE_URL"]}"')
+    configured = server_url or os.environ.get("PUBLIC_BASE_URL") or (
+        current_app.config["PUBLIC_BASE_URL"] if current_app.config["PUBLIC_BASE_URL"]
+        != DEFAULT_BASE_URL else None)
+    if configured:
+        click.echo(f'server = "{configured.rstrip("/")}"')
+    else:  # a box cannot reach "localhost": say what to put there instead of printing it
+        click.echo('server = "http://SERVER-ADDRESS:5000"  # the address the box reaches '
+                   "this server at (set PUBLIC_BASE_URL or --server to print it)")
     click.echo(f'token = "{token}"')
     from server.services import alert_keys
 

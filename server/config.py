@@ -26,6 +26,9 @@ def _env_float(name: str, default: float) -> float:
     return float(value) if value else default
 
 
+DEFAULT_BASE_URL = "http://localhost:5000"  # only right on the server itself: set PUBLIC_BASE_URL
+
+
 class Config:
     """Settings for every environment; each may be overridden by an environment variable."""
 
@@ -40,7 +43,7 @@ class Config:
     DB_BUSY_TIMEOUT = _env_float("CUNPING_DB_BUSY_TIMEOUT", 5)  # SQLite: another process's lock
     # The public base URL printed in QR codes. Keep it short: every character can raise the QR
     # version and shrink its modules (see docs/architecture.md).
-    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://localhost:5000")
+    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", DEFAULT_BASE_URL)
     COUNTY_NAME = os.environ.get("COUNTY_NAME", "")
     # The county's own app: shown on the residents' page as "open in the app" and a download.
     APP_NAME = os.environ.get("APP_NAME", "")

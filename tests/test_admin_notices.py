@@ -17,6 +17,7 @@ from werkzeug.test import TestResponse
 from server.extensions import db
 from server.models import NoticeStatus, RevisionState
 from server.services import feedback, notices
+from server.services import screens as screen_service
 from server.services.notices import NoticeInput
 from tests.conftest import AuthActions, World, csrf_token
 
@@ -589,13 +590,16 @@ def test_feedback_answer_and_hide(client: FlaskClient, auth: AuthActions, world:
     notices.submit(world.village_editor, n)
     notices.approve(world.village_reviewer, n)
     notices.publish(world.village_editor, n)
+    square, _token = screen_service.provision(None, world.village, "村委会门口屏")
     q1 = feedback.submit(n, body="会议在哪里开？<b>急</b>", name="王大爷", contact="13800000000",
-                         screen_code="S001")
+                         screen_code=square.code)
     q2 = feedback.submit(n, body="买便宜药请加微信", name="广告")
     auth.login("veditor")
     page = html(client.get("/admin/feedback"))
     assert "会议在哪里开？&lt;b&gt;急&lt;/b&gt;" in page
-    assert "13800000000" in page and "S001" in page and "村民代表会议通知" in page
+    assert "13800000000" in page and "村民代表会议通知" in page
+    # The screen it was scanned at by its name, not its code.
+    assert "村委会门口屏" in page and square.code not in page
     resp = client.post(
         f"/admin/feedback/{q1.id}/answer",
         data={"csrf_token": token(client), "answer": "", "tab": "open"},

@@ -366,6 +366,12 @@ def test_cli_screen_add_list_revoke(app: Flask, world: World) -> None:
     token = next(line for line in out.splitlines() if line.startswith("token = ")).split('"')[1]
     assert 'server = "http://cp.test"' in out
     screen = screen_service.authenticate(token)
+    code, out = run(app, "screen", "add", "--region", "V11", "--name", "文化广场",
+                    "--server", "http://10.0.0.5:8080/")
+    assert code == 0 and 'server = "http://10.0.0.5:8080"' in out
+    app.config["PUBLIC_BASE_URL"] = "http://localhost:5000"  # not configured: no localhost
+    code, out = run(app, "screen", "add", "--region", "V11", "--name", "便民服务中心")
+    assert code == 0 and "localhost" not in out and "SERVER-ADDRESS" in out
     assert screen is not None and screen.orientation == "portrait"
     code, out = run(app, "screen", "list")
     assert code == 0 and screen.code in out and "offline" in out and "村委会门口" in out

@@ -118,6 +118,7 @@ class Overdue:
     last_at: datetime | None  # naive UTC; None: never published
     last_notice_id: int | None
     last_notice_code: str | None
+    last_notice_title: str | None
     days_since: int | None
 
     @property
@@ -144,27 +145,31 @@ def villages(every: list[Region]) -> list[Region]:
             if r.depth == VILLAGE_DEPTH or (r.depth < VILLAGE_DEPTH and r.id not in parents)]
 
 
-def last_publications(village_ids: set[int]) -> dict[tuple[int, int], tuple[datetime, int, str]]:
-    """(village id, category id) → (when, notice id, code) of the latest publication aimed at
-    the village or below it."""
+Publication = tuple[datetime, int, str, str]
+
+
+def last_publications(village_ids: set[int]) -> dict[tuple[int, int], Publication]:
+    """(village id, category id) → (when, notice id, code, title) of the latest publication
+    aimed at the village or below it."""
     went_live = func.coalesce(Notice.published_at, Notice.first_published_at)
     rows = db.session.execute(
-        select(Revision.category_id, Region.path, went_live, Notice.id, Notice.code)
+        select(Revision.category_id, Region.path, went_live, Notice.id, Notice.code,
+               Revision.title)
         .select_from(Notice)
         .join(Revision, Revision.id == Notice.live_revision_id)
         .join(revision_targets, revision_targets.c.revision_id == Revision.id)
         .join(Region, Region.id == revision_targets.c.region_id)
         .where(Notice.status.in_(COUNTED), went_live.is_not(None))
     ).all()
-    last: dict[tuple[int, int], tuple[datetime, int, str]] = {}
-    for category_id, path, at, notice_id, code in rows:
+    last: dict[tuple[int, int], Publication] = {}
+    for category_id, path, at, notice_id, code, title in rows:
         ids = [int(x) for x in path.strip("/").split("/") if x]
         village_id = next((i for i in ids if i in village_ids), None)
         if village_id is None:
             continue  # aimed above the villages: not a village's own disclosure
         key = (village_id, category_id)
         if key not in last or at > last[key][0]:
-            last[key] = (at, notice_id, code)
+            last[key] = (at, notice_id, code, title)
     return last
 
 
@@ -198,6 +203,7 @@ def status(user: User, now: datetime | None = None) -> list[Overdue]:
                 last_at=found[0] if found else None,
                 last_notice_id=found[1] if found else None,
                 last_notice_code=found[2] if found else None,
+                last_notice_title=found[3] if found else None,
                 days_since=days_since,
             ))
     return out

@@ -73,6 +73,14 @@ def _emit(signal: Any, **kwargs: Any) -> None:
 # --- reading -------------------------------------------------------------------------------
 
 
+def names_by_code(codes: set[str]) -> dict[str, str]:
+    """Screens' names (with their village) by code, for where a person reads which screen."""
+    if not codes:
+        return {}
+    return {s.code: f"{s.name}（{s.region.name}）" for s in db.session.scalars(
+        select(Screen).where(Screen.code.in_(codes)))}
+
+
 def get_by_code(code: str) -> Screen | None:
     return db.session.scalar(select(Screen).where(Screen.code == code))
 
