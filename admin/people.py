@@ -34,6 +34,7 @@ from server.extensions import db
 from server.i18n import LANG_COOKIE
 from server.models import Region, Role, RoleGrant, User
 from server.services import categories, permissions, regions, sessions, users
+from server.services import notices as notices_rules
 from server.services.errors import NotFound, PermissionDenied, ServiceError, ValidationError
 
 Page = str | tuple[str, int] | Response
@@ -486,6 +487,30 @@ def category_new() -> Page:
     except ServiceError as exc:
         return _category_page(form, _failed(form, exc))
     flash(_("Category %(name)s added.", name=category.name), "info")
+    return redirect(url_for("admin.category_list"))
+
+
+@bp.post("/categories/<int:category_id>/budget")
+@login_required
+def category_set_budget(category_id: int) -> Page:
+    actor = me()
+    permissions.require_system_admin(actor)
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    category = categories.get(category_id)
+    raw = (request.form.get("budget_s") or "").strip()
+    try:
+        categories.set_budget(actor, category, int(raw) if raw else None)
+    except ValueError:
+        flash(_("Time per rotation must be %(min)s to %(max)s seconds.",
+                min=notices_rules.BUDGET_MIN, max=notices_rules.BUDGET_MAX),
+              "error")
+        return redirect(url_for("admin.category_list"))
+    except ValidationError as exc:
+        db.session.rollback()
+        flash(exc.errors.get("budget_s", exc.message), "error")
+        return redirect(url_for("admin.category_list"))
+    flash(_("Category %(name)s saved.", name=category.name), "info")
     return redirect(url_for("admin.category_list"))
 
 

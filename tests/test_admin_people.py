@@ -596,3 +596,21 @@ def test_audit_shows_names_labels_and_local_times(
     only = client.get("/admin/audit?action=cancel").get_data(as_text=True)
     assert "alert cancelled" in only and "本村通知" not in only
     assert event.id
+
+
+def test_a_category_sets_how_long_its_notices_hold_a_screen(
+    client: FlaskClient, world: World, auth: AuthActions
+) -> None:
+    category = categories.all_()[0]
+    auth.login("admin")
+    token = csrf_token(client, "/admin/categories")
+    bad = client.post(f"/admin/categories/{category.id}/budget",
+                      data={"csrf_token": token, "budget_s": "5"}, follow_redirects=True)
+    assert "10 to 3600" in bad.get_data(as_text=True) and category.budget_s is None
+    client.post(f"/admin/categories/{category.id}/budget",
+                data={"csrf_token": token, "budget_s": "300"})
+    assert categories.get(category.id).budget_s == 300
+    notice_id = _notice(world, "V11")
+    n = notices.get_by_id(notice_id)
+    n.current.category = category
+    assert notices.budget_of(n.current) == 300

@@ -57,6 +57,24 @@ def set_active(actor: User, category: Category, active: bool) -> Category:
     return category
 
 
+def set_budget(actor: User, category: Category, budget_s: int | None) -> Category:
+    """How long a notice of this kind may hold a screen in one rotation (None: the default,
+    two minutes); a notice may set its own."""
+    from player import protocol
+
+    permissions.require_system_admin(actor)
+    if budget_s is not None and not protocol.MIN_BUDGET_S <= budget_s <= protocol.MAX_BUDGET_S:
+        raise ValidationError({"budget_s": _(
+            "Time per rotation must be %(min)s to %(max)s seconds.",
+            min=protocol.MIN_BUDGET_S, max=protocol.MAX_BUDGET_S)})
+    old = category.budget_s
+    category.budget_s = budget_s
+    audit.record(actor, "category", category.id, "update",
+                 detail={"budget_s": budget_s, "from": old})
+    db.session.commit()
+    return category
+
+
 STANDARD = [
     # key, name, English name, colour, sort
     ("party", "党务公开", "Party affairs", "#c62828", 10),
