@@ -32,7 +32,7 @@ SLOW = {
 }
 # ...and one that takes about 1.5 s on either.
 WHILE = {
-    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000)"
+    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 8000000)"
               " SELECT count(*) FROM c",
     "postgresql": "SELECT pg_sleep(1.5)",
 }

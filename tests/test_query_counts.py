@@ -96,7 +96,8 @@ def test_statements_do_not_grow_with_notices_and_screens(
     # that is empty on a small page (no pending edits, no pictures) is not loaded at all.
     grew = {p: large[p] - small[p] for p in PAGES if large[p] - small[p] > SLACK}
     assert not grew, (small, large)
-    assert max(large.values()) <= 30, large
+    # The home page counts what waits for each role: one COUNT per tile, however many notices.
+    assert max(large.values()) <= 45, large
 
 
 def rows(page: str, table_id: str | None = None) -> int:

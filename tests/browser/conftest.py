@@ -28,7 +28,9 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     # A scheduler pass every second: a notice scheduled for a time goes live within a second.
     server = LiveServer.create(tmp_path_factory.mktemp("browser"),
-                               extra_env={"CUNPING_SCHEDULER_SECONDS": "1"})
+                               extra_env={"CUNPING_SCHEDULER_SECONDS": "1",
+                                          # every browser test logs in, some several times
+                                          "CUNPING_LOGIN_RATE_LIMIT": "200 per 5 minutes"})
     server.start()
     try:
         yield server
