@@ -125,8 +125,16 @@ def _names(events: Iterable[AuditEvent]) -> dict[tuple[str, int], str]:
 
 
 def _region_names(events: Iterable[AuditEvent]) -> dict[str, str]:
-    codes = {str(v) for e in events for k, v in (e.detail or {}).items()
-             if k in REGION_KEYS and isinstance(v, str) and v.isdigit()}
+    """Names of the regions the events' details name by code (a region, a move's ends, the
+    "role@code" of a new user's grants): one query for the page."""
+    codes: set[str] = set()
+    for e in events:
+        for key, value in (e.detail or {}).items():
+            if key in REGION_KEYS and isinstance(value, str) and value.isdigit():
+                codes.add(value)
+            elif key == "grants" and isinstance(value, list):
+                codes.update(str(g).partition("@")[2] for g in value)
+    codes.discard("")
     if not codes:
         return {}
     return dict(db.session.execute(
@@ -166,16 +174,6 @@ def _detail_text(detail: dict[str, Any], regions: dict[str, str]) -> str:
     return " · ".join(parts)
 
 
-def _grant_regions(events: Iterable[AuditEvent]) -> dict[str, str]:
-    codes = {str(g).partition("@")[2] for e in events
-             for g in (e.detail or {}).get("grants", []) or []}
-    codes.discard("")
-    if not codes:
-        return {}
-    return dict(db.session.execute(
-        select(Region.code, Region.name).where(Region.code.in_(codes))).all())
-
-
 @bp.get("/audit")
 @login_required
 def audit_log() -> Any:
@@ -209,7 +207,7 @@ def audit_log() -> Any:
         }
     result = audit.search(actor, page=page, **filters)
     names = _names(result.events)
-    regions = {**_region_names(result.events), **_grant_regions(result.events)}
+    regions = _region_names(result.events)
     args: dict[str, Any] = {k: v for k, v in request.args.items() if k != "page" and v}
     return render_template(
         "admin/audit/list.html",

@@ -19,7 +19,9 @@ FAMILY = "👨\u200d👩\u200d👧\u200d👦"
 def fonts() -> Fonts:
     f = find_fonts(None)
     if not f.fallbacks or not f.emoji:
-        pytest.skip("fonts-noto-core and fonts-noto-color-emoji are not installed")
+        # scripts/test installs them: missing here is a broken setup, not a reason to skip.
+        raise RuntimeError("fonts-noto-core and fonts-noto-color-emoji are not installed "
+                           "(apt-get install fonts-noto-core fonts-noto-color-emoji)")
     return f
 
 
